@@ -1,0 +1,128 @@
+"""`hark`: the dev-box command line (synthesize, train, export, evaluate, run it all)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import TrainerError
+
+
+def _fail_cleanly(fn):
+    """Turn user-facing errors into a message and exit 1, never a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TrainerError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+@click.version_option(package_name="hark", prog_name="hark")
+def main(verbose: bool) -> None:
+    """Hark: train a custom wake word, export it for the edge, measure it honestly."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("phrase")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Dataset folder to create (standard layout).")
+@click.option("--positives", type=int, default=None, help="Positive clips (default 3000).")
+@click.option("--negatives", type=int, default=None, help="Ordinary-speech negative clips (default 3000).")
+@click.option("--neighbours", type=int, default=None, help="Phonetic-neighbour hard negatives (default 3000).")
+@click.option("--eval/--no-eval", "with_eval", default=True, show_default=True,
+              help="Also write held-out evaluation sets under OUT/eval.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing dataset folder.")
+@_fail_cleanly
+def synth(phrase: str, out: Path, positives, negatives, neighbours, with_eval: bool, seed: int,
+          overwrite: bool) -> None:
+    """Synthesize a training dataset for PHRASE with espeak-ng voices."""
+    from .pipeline import synth_all
+    synth_all(phrase, out, positives=positives, negatives=negatives, neighbours=neighbours,
+              with_eval=with_eval, seed=seed, overwrite=overwrite)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML or YAML config; unset keys keep their defaults.")
+@click.option("--dataset", type=click.Path(file_okay=False, path_type=Path), help="Overrides data.dataset.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--epochs", type=int, help="Overrides train.epochs.")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@_fail_cleanly
+def train(config_path, dataset, run_dir: Path, epochs, resume: bool) -> None:
+    """Train the sentry model on a dataset folder."""
+    from .config import load_config
+    from .loop import train as run_training
+    overrides = {}
+    if dataset:
+        overrides["data.dataset"] = str(dataset)
+    if epochs:
+        overrides["train.epochs"] = epochs
+    config = load_config(config_path, overrides)
+    result = run_training(config, run_dir, resume=resume)
+    click.echo(f"trained {result.epochs_run} epoch(s) in {result.seconds:.0f} s; best epoch "
+               f"{result.best_epoch} (val loss {result.best_val_loss:.4f}); {result.parameters} parameters")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: RUN_DIR/export.")
+@_fail_cleanly
+def export(run_dir: Path, out) -> None:
+    """Export RUN_DIR's best checkpoint to ONNX (fp32 + int8) with a manifest."""
+    from .export import export_run
+    folder, manifest = export_run(run_dir, out)
+    sizes = manifest.metrics["size_bytes"]
+    click.echo(f"exported to {folder}: {manifest.parameters} parameters, model.onnx "
+               f"{sizes['model'] / 1024:.0f} KB, model.int8.onnx {sizes['model_int8'] / 1024:.0f} KB")
+
+
+@main.command(name="eval")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--eval-root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of evaluation sets (each with positive/ and negative_stream.wav).")
+@click.option("--target-fa", type=float, default=0.5, show_default=True, help="Target false accepts per hour.")
+@click.option("--int8", is_flag=True, help="Evaluate model.int8.onnx instead of model.onnx.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder (default MODEL_DIR).")
+@click.option("--update-manifest/--no-update-manifest", default=True, show_default=True,
+              help="Store the recommended threshold and metrics in the manifest.")
+@_fail_cleanly
+def evaluate(model_dir: Path, eval_root: Path, target_fa: float, int8: bool, out, update_manifest: bool) -> None:
+    """Measure FRR and false accepts per hour on continuous audio; write JSON + DET curve."""
+    from .pipeline import evaluate_and_report
+    evaluate_and_report(model_dir, eval_root, target_fa=target_fa, int8=int8, out=out,
+                        update_manifest=update_manifest)
+
+
+@main.command()
+@click.argument("phrase", default="hey jarvis")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("hark-runs"),
+              show_default=True, help="Where data, runs and reports go.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--fresh", is_flag=True, help="Delete earlier data and runs for this phrase first.")
+@_fail_cleanly
+def run(phrase: str, workdir: Path, config_path, fresh: bool) -> None:
+    """The whole job: synthesize, train, export, evaluate, and scan a test recording."""
+    from .pipeline import run_all
+    summary = run_all(phrase, workdir, config_path=config_path, fresh=fresh)
+    click.echo(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Typed training configuration: defaults in one place, strict loading, a stable hash.
+
+A config file (TOML or YAML) may set any subset of the fields below; everything else
+keeps its default. Unknown keys and wrong types are errors, all reported at once with
+their dotted path (e.g. ``train.lr: expected float, got 'fast'``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from sentry.postprocess import TriggerSettings
+
+from .errors import TrainerError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "data/hey_jarvis"
+    """Dataset folder in the standard layout (positive/, negative/, ...)."""
+    negatives_per_positive: float = 3.0
+    """Negative windows drawn per positive window each epoch: FA/h matters more than FRR."""
+    partial_fraction: float = 0.15
+    """Share of negatives that are a positive cut off mid-word, so the model fires at the end."""
+    max_positive_s: float = 1.45
+    """Positives longer than this (after trimming) do not fit the window and are skipped, counted."""
+
+
+@dataclass
+class AugmentConfig:
+    noise_probability: float = 0.8
+    snr_db: tuple[float, float] = (0.0, 25.0)
+    """Background noise mixed at an SNR drawn uniformly from this range (dB)."""
+    gain_db: tuple[float, float] = (-18.0, 6.0)
+    end_jitter_s: tuple[float, float] = (0.0, 0.25)
+    """Silence between the end of the wake word and the end of the window (seconds)."""
+    time_masks: int = 2
+    time_mask_frames: int = 10
+    freq_masks: int = 2
+    freq_mask_bins: int = 6
+
+
+@dataclass
+class ModelConfig:
+    architecture: str = "tcresnet"
+    channels: tuple[int, ...] = (48, 64, 64, 96, 96)
+    """Output channels of the stem and of each residual block."""
+    strides: tuple[int, ...] = (1, 2, 1, 2)
+    """Time stride of each residual block (one per block after the stem)."""
+    kernel_size: int = 9
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 16
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    label_smoothing: float = 0.05
+    seed: int = 1234
+    threads: int = 2
+    """Torch intra-op threads (this class of laptop has 2-8 cores)."""
+
+
+@dataclass
+class TriggerConfig:
+    threshold: float = 0.5
+    """Used until evaluation recommends one for the target FA/h."""
+    smoothing_hops: int = 3
+    refractory_s: float = 2.0
+    target_fa_per_hour: float = 0.5
+
+    def settings(self) -> TriggerSettings:
+        return TriggerSettings(self.threshold, self.smoothing_hops, self.refractory_s)
+
+
+@dataclass
+class Config:
+    wake_word: str = "hey jarvis"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    trigger: TriggerConfig = field(default_factory=TriggerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def hash(self) -> str:
+        """sha256 of the canonical JSON form: identical configs, identical hash."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _coerce(value: Any, hint: Any, path: str, errors: list[str]) -> Any:
+    """Check `value` against type `hint`; collect a message instead of raising."""
+    origin = typing.get_origin(hint)
+    if is_dataclass(hint):
+        if not isinstance(value, dict):
+            errors.append(f"{path}: expected a table/mapping, got {type(value).__name__}")
+            return None
+        return _build(hint, value, path, errors)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            errors.append(f"{path}: expected a list, got {value!r}")
+            return None
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{path}[{i}]", errors) for i, v in enumerate(value))
+        if len(value) != len(args):
+            errors.append(f"{path}: expected {len(args)} values, got {len(value)}")
+            return None
+        return tuple(_coerce(v, a, f"{path}[{i}]", errors) for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            trial: list[str] = []
+            result = _coerce(value, arg, path, trial)
+            if not trial:
+                return result
+        errors.append(f"{path}: {value!r} matches none of {hint}")
+        return None
+    if hint is type(None):
+        if value is not None:
+            errors.append(f"{path}: expected null, got {value!r}")
+        return None
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        if type(value) is not hint:
+            errors.append(f"{path}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+            return None
+        return value
+    raise TypeError(f"config field {path} has unsupported type {hint}")  # programming error
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, errors: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else key
+            errors.append(f"{where}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in data:
+            where = f"{prefix}.{f.name}" if prefix else f.name
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], where, errors)
+    if errors:
+        return None
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    errors: list[str] = []
+    config = _build(Config, data, "", errors)
+    if errors:
+        raise TrainerError(f"{source}: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
+    problems = validate(config)
+    if problems:
+        raise TrainerError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return config
+
+
+def validate(config: Config) -> list[str]:
+    """Value checks that types alone cannot express, each with its dotted key."""
+    problems = []
+    if not config.wake_word.strip():
+        problems.append("wake_word: must not be empty")
+    if len(config.model.strides) != len(config.model.channels) - 1:
+        problems.append("model.strides: need one stride per block "
+                        f"({len(config.model.channels) - 1}), got {len(config.model.strides)}")
+    for name in ("snr_db", "gain_db", "end_jitter_s"):
+        lo, hi = getattr(config.augment, name)
+        if lo > hi:
+            problems.append(f"augment.{name}: low {lo} > high {hi}")
+    for key, value in (("train.epochs", config.train.epochs), ("train.batch_size", config.train.batch_size)):
+        if value < 1:
+            problems.append(f"{key}: must be >= 1, got {value}")
+    if not 0 <= config.trigger.threshold <= 1:
+        problems.append(f"trigger.threshold: must be in [0, 1], got {config.trigger.threshold}")
+    if config.train.lr <= 0:
+        problems.append(f"train.lr: must be > 0, got {config.train.lr}")
+    return problems
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load a TOML/YAML file (or defaults when path is None) and apply dotted overrides."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise TrainerError(f"{path}: config file not found")
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+                data = yaml.safe_load(path.read_text()) or {}
+            else:
+                data = tomllib.loads(path.read_text())
+        except Exception as exc:  # parse errors of either format
+            raise TrainerError(f"{path}: cannot parse config ({exc})") from exc
+        if not isinstance(data, dict):
+            raise TrainerError(f"{path}: top level must be a table/mapping")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return config_from_dict(data, source)
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write the resolved config as TOML, so a run directory can be re-run with `--config`."""
+    path.write_text(to_toml(config.to_dict()))
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    scalars, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append(to_toml(value, f"{prefix}{key}."))
+        else:
+            scalars.append(f"{key} = {json.dumps(list(value) if isinstance(value, tuple) else value)}")
+    head = f"[{prefix[:-1]}]\n" if prefix and scalars else ""
+    body = head + "\n".join(scalars) + ("\n" if scalars else "")
+    return "\n".join([body] + tables) if tables else body

@@ -1,0 +1,175 @@
+"""Export a trained run to ONNX for the sentry and the judge, with a parity check.
+
+Writes features.onnx (streaming frontend), model.onnx (classifier over the frame
+window), model.int8.onnx (static INT8 quantization of the classifier), clip.onnx
+(raw 1.5 s PCM -> probability) and manifest.json. Every graph is compared against
+torch on real windows from the dataset; a mismatch beyond tolerance is an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                      quantize_static)
+from torch import nn
+
+from sentry.constants import (CLIP_SAMPLES, HOP_FRAMES, HOP_SAMPLES, N_MELS,
+                              OVERLAP_SAMPLES, SAMPLE_RATE, WINDOW_FRAMES)
+from sentry.manifest import Manifest
+
+from .config import Config, config_from_dict
+from .data import WindowSampler, load_pools, open_dataset
+from .errors import TrainerError
+from .features import LogMel
+from .loop import BEST, load_checkpoint
+from .models import build_model, count_parameters
+
+log = logging.getLogger(__name__)
+
+FILES = {"features": "features.onnx", "model": "model.onnx", "model_int8": "model.int8.onnx",
+         "clip": "clip.onnx"}
+FP32_TOLERANCE = 1e-3
+"""Max |p_torch - p_onnx| for float graphs: only float rounding differs."""
+INT8_MEAN_TOLERANCE = 0.03
+INT8_MAX_TOLERANCE = 0.25
+"""INT8 may move single probabilities, but not the model's behaviour on average."""
+CALIBRATION_WINDOWS = 512
+
+
+class Probability(nn.Module):
+    """Wraps a logit model: features -> probability, the sentry's contract.
+
+    forward()'s argument names are the ONNX input names (the exporter keys dynamic
+    shapes by them), so they must stay `features` / `pcm`.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(features))
+
+
+class ClipScorer(nn.Module):
+    """Raw PCM window -> probability, for the judge and batch scoring."""
+
+    def __init__(self, frontend: LogMel, model: nn.Module) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.head = Probability(model)
+
+    def forward(self, pcm: torch.Tensor) -> torch.Tensor:
+        return self.head(self.frontend(pcm))
+
+
+def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    # The exporter narrates every stage on stdout; keep the user's terminal for progress bars.
+    with contextlib.redirect_stdout(io.StringIO()):
+        program = torch.onnx.export(module, (example,), dynamo=True, input_names=[input_name],
+                                    output_names=[output_name],
+                                    dynamic_shapes={input_name: {0: batch}})
+    program.save(str(path))
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class _Calibration(CalibrationDataReader):
+    def __init__(self, features: np.ndarray) -> None:
+        self._rows = iter(features[i:i + 1] for i in range(len(features)))
+
+    def get_next(self):
+        row = next(self._rows, None)
+        return None if row is None else {"features": row}
+
+
+def _windows(config: Config, n: int) -> torch.Tensor:
+    """Real validation windows (positives and negatives) for calibration and parity."""
+    pools = load_pools(open_dataset(config), "val", config.data.max_positive_s)
+    sampler = WindowSampler(pools, config, augment=False)
+    out = []
+    for pcm, _ in sampler.epoch(seed=7):
+        out.append(pcm)
+        if sum(len(x) for x in out) >= n:
+            break
+    return torch.cat(out)[:n]
+
+
+def _check(name: str, expected: np.ndarray, got: np.ndarray, max_tol: float, mean_tol: float | None = None) -> dict:
+    diff = np.abs(expected - got)
+    report = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
+    if diff.max() > max_tol or (mean_tol is not None and diff.mean() > mean_tol):
+        raise TrainerError(f"export parity failed for {name}: max |torch - onnx| = {diff.max():.4g} "
+                           f"(tolerance {max_tol}), mean {diff.mean():.4g}"
+                           + (f" (tolerance {mean_tol})" if mean_tol is not None else ""))
+    return report
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
+               checkpoint: str = BEST) -> tuple[Path, Manifest]:
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir else run_dir / "export"
+    ckpt = load_checkpoint(run_dir / checkpoint)
+    config = config_from_dict(ckpt["config"], f"{run_dir / checkpoint} config")
+    model = build_model(config.model)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    frontend = LogMel().eval()
+    out.mkdir(parents=True, exist_ok=True)
+
+    pcm = _windows(config, CALIBRATION_WINDOWS)
+    with torch.no_grad():
+        feats = frontend(pcm)
+        probs = torch.sigmoid(model(feats)).numpy()
+    _export(frontend, torch.zeros(2, OVERLAP_SAMPLES + HOP_SAMPLES), out / FILES["features"], "pcm", "frames")
+    _export(Probability(model), feats[:2], out / FILES["model"], "features", "prob")
+    _export(ClipScorer(frontend, model), pcm[:2], out / FILES["clip"], "pcm", "prob")
+    quantize_static(str(out / FILES["model"]), str(out / FILES["model_int8"]),
+                    _Calibration(feats.numpy()[:256]), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    per_channel=True, op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+
+    parity = {}
+    hop_pcm = pcm[:64, :OVERLAP_SAMPLES + HOP_SAMPLES]
+    with torch.no_grad():
+        hop_frames = frontend(hop_pcm).numpy()
+    got = _session(out / FILES["features"]).run(None, {"pcm": hop_pcm.numpy()})[0]
+    if got.shape[1:] != (HOP_FRAMES, N_MELS):
+        raise TrainerError(f"features.onnx gives shape {got.shape}, expected [B, {HOP_FRAMES}, {N_MELS}]")
+    parity["features"] = _check("features.onnx", hop_frames, got, 1e-2)
+    parity["model"] = _check("model.onnx", probs, _session(out / FILES["model"]).run(
+        None, {"features": feats.numpy()})[0], FP32_TOLERANCE)
+    parity["model_int8"] = _check("model.int8.onnx", probs, _session(out / FILES["model_int8"]).run(
+        None, {"features": feats.numpy()})[0], INT8_MAX_TOLERANCE, INT8_MEAN_TOLERANCE)
+    parity["clip"] = _check("clip.onnx", probs, _session(out / FILES["clip"]).run(
+        None, {"pcm": pcm.numpy()})[0], FP32_TOLERANCE)
+    for name, rep in parity.items():
+        log.info("parity %s: max %.2e mean %.2e", name, rep["max_abs_diff"], rep["mean_abs_diff"])
+
+    metrics = {"best_epoch": ckpt["best"]["epoch"], "val_loss": ckpt["best"]["val_loss"],
+               "parity": parity,
+               "size_bytes": {role: os.path.getsize(out / name) for role, name in FILES.items()}}
+    manifest = Manifest(
+        wake_word=config.wake_word, sample_rate=SAMPLE_RATE, window_samples=CLIP_SAMPLES,
+        hop_samples=HOP_SAMPLES, overlap_samples=OVERLAP_SAMPLES, window_frames=WINDOW_FRAMES,
+        hop_frames=HOP_FRAMES, n_mels=N_MELS, threshold=config.trigger.threshold,
+        smoothing_hops=config.trigger.smoothing_hops, refractory_s=config.trigger.refractory_s,
+        parameters=count_parameters(model), architecture=config.model.architecture,
+        config_hash=config.hash(), files=dict(FILES), metrics=metrics,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    manifest.write(out)
+    return out, manifest

@@ -1,0 +1,183 @@
+"""The training loop: epochs, validation, checkpoints, exact resume.
+
+The loop knows nothing of the architecture: it gets an nn.Module mapping log-mel
+[B, frames, mels] to logits [B]. Each epoch's data and augmentation are seeded from
+(seed, epoch), and the torch RNG is reseeded per epoch too, so resuming from the
+checkpoint of epoch k reproduces epochs k+1.. bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .config import Config, config_from_dict, save_config
+from .data import WindowSampler, load_pools, open_dataset, spec_augment
+from .errors import TrainerError
+from .features import LogMel
+from .models import build_model, count_parameters
+
+log = logging.getLogger(__name__)
+
+LAST = "checkpoints/last.pt"
+BEST = "checkpoints/best.pt"
+CONFIG_NAME = "config.toml"
+METRICS_NAME = "metrics.jsonl"
+VAL_SEED_OFFSET = 10_000_019
+"""Validation windows use a seed no training epoch can reach."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    parameters: int
+    seconds: float
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "python": random.getstate()}
+
+
+def save_checkpoint(path: Path, *, model: nn.Module, optimizer, scheduler, epoch: int, step: int,
+                    config: Config, best: dict[str, float]) -> None:
+    """Atomic write: a crash mid-save never leaves a half checkpoint behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
+                "rng": _rng_state(), "config": config.to_dict(), "best": best,
+                "architecture": config.model.architecture}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise TrainerError(f"{path}: no checkpoint here; train first (`hark train`)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise TrainerError(f"{path}: not a readable hark checkpoint ({exc})") from exc
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    target = labels * (1 - smoothing) + smoothing / 2
+    return nn.functional.binary_cross_entropy_with_logits(logits, target)
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: checkpoint {va!r}, given {vb!r}")
+    return out
+
+
+@torch.no_grad()
+def validate(model: nn.Module, frontend: LogMel, sampler: WindowSampler, seed: int) -> dict[str, float]:
+    model.eval()
+    losses, probs, labels = [], [], []
+    for pcm, y in sampler.epoch(seed):
+        logits = model(frontend(pcm))
+        losses.append(_loss(logits, y, 0.0).item() * len(y))
+        probs.append(torch.sigmoid(logits))
+        labels.append(y)
+    p, y = torch.cat(probs), torch.cat(labels)
+    pos, neg = p[y == 1], p[y == 0]
+    return {"val_loss": sum(losses) / len(y), "val_frr@0.5": float((pos < 0.5).float().mean()),
+            "val_far@0.5": float((neg >= 0.5).float().mean())}
+
+
+def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    run_dir = Path(run_dir)
+    checkpoint = None
+    if resume:
+        checkpoint = load_checkpoint(run_dir / LAST)
+        stored = config_from_dict(checkpoint["config"], f"{run_dir / LAST} config")
+        for line in _diff(checkpoint["config"], config.to_dict()):
+            log.warning("resume: the checkpoint's value wins: %s", line)
+        config = stored
+    elif (run_dir / LAST).exists():
+        raise TrainerError(f"{run_dir} already holds a run; pass --resume to continue it "
+                           "or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / CONFIG_NAME)
+
+    torch.set_num_threads(config.train.threads)
+    dataset = open_dataset(config)
+    train_pools = load_pools(dataset, "train", config.data.max_positive_s)
+    val_pools = load_pools(dataset, "val", config.data.max_positive_s)
+    for reason, count in {**train_pools.skipped, **val_pools.skipped}.items():
+        log.warning("skipped %d clip(s): %s", count, reason)
+    train_sampler = WindowSampler(train_pools, config, augment=True)
+    val_sampler = WindowSampler(val_pools, config, augment=False)
+
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model)
+    frontend = LogMel()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
+                                  weight_decay=config.train.weight_decay)
+    steps_per_epoch = train_sampler.n_batches()
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.train.lr, total_steps=config.train.epochs * steps_per_epoch,
+        pct_start=0.15)
+    start_epoch, step = 0, 0
+    best = {"val_loss": float("inf"), "epoch": -1}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        start_epoch, step, best = checkpoint["epoch"] + 1, checkpoint["step"], checkpoint["best"]
+        random.setstate(checkpoint["rng"]["python"])
+        log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
+
+    began = time.monotonic()
+    for epoch in range(start_epoch, config.train.epochs):
+        torch.manual_seed(config.train.seed * 1_000 + epoch)
+        aug_gen = torch.Generator().manual_seed(config.train.seed * 1_000 + epoch)
+        model.train()
+        bar = tqdm(train_sampler.epoch(config.train.seed * 1_000 + epoch), total=steps_per_epoch,
+                   desc=f"epoch {epoch + 1}/{config.train.epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        running = 0.0
+        for i, (pcm, labels) in enumerate(bar):
+            with torch.no_grad():
+                feats = spec_augment(frontend(pcm), config.augment, aug_gen)
+            loss = _loss(model(feats), labels, config.train.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running += (loss.item() - running) / (i + 1)
+            bar.set_postfix(loss=f"{running:.4f}")
+        metrics = {"epoch": epoch + 1, "step": step, "train_loss": running,
+                   **validate(model, frontend, val_sampler, VAL_SEED_OFFSET)}
+        if metrics["val_loss"] < best["val_loss"]:
+            best = {"val_loss": metrics["val_loss"], "epoch": epoch + 1}
+            save_checkpoint(run_dir / BEST, model=model, optimizer=optimizer, scheduler=scheduler,
+                            epoch=epoch, step=step, config=config, best=best)
+        save_checkpoint(run_dir / LAST, model=model, optimizer=optimizer, scheduler=scheduler,
+                        epoch=epoch, step=step, config=config, best=best)
+        with open(run_dir / METRICS_NAME, "a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}: train_loss {running:.4f} val_loss {metrics['val_loss']:.4f} "
+                       f"val FRR@0.5 {metrics['val_frr@0.5']:.3f} val FAR@0.5 {metrics['val_far@0.5']:.4f}")
+    return TrainResult(run_dir, config.train.epochs - start_epoch, best["epoch"], best["val_loss"],
+                       count_parameters(model), time.monotonic() - began)

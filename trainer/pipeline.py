@@ -1,0 +1,183 @@
+"""The main job, step by step: synthesize -> train -> export -> evaluate -> scan.
+
+`hark run` calls `run_all`; each step is also its own CLI command. Steps whose output
+already exists are reused, so an interrupted job picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sentry.constants import SAMPLE_RATE
+from sentry.manifest import load_manifest
+
+from .audio import load_audio, write_wav
+from .errors import TrainerError
+
+log = logging.getLogger(__name__)
+
+RECOMMEND_ON = "espeak"
+"""The eval set whose sweep picks the threshold. Never the held-out engines: a threshold
+tuned on the test voices would flatter the held-out numbers."""
+DEMO_PHRASES = 6
+"""Wake words embedded in the generated demo recording."""
+
+
+def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives: int | None = None,
+              neighbours: int | None = None, with_eval: bool = True, seed: int = 0,
+              overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    from .dataset import SynthConfig, synthesize_dataset, synthesize_eval_sets
+    settings = SynthConfig(seed=seed)
+    for name, value in (("n_positive", positives), ("n_negative_speech", negatives),
+                        ("n_neighbour", neighbours)):
+        if value is not None:
+            if value < 1:
+                raise TrainerError(f"--{name}: must be at least 1, got {value}")
+            setattr(settings, name, value)
+    began = time.monotonic()
+    dataset = synthesize_dataset(phrase, out, settings, progress=progress, overwrite=overwrite)
+    summary = dataset.summary()
+    if with_eval:
+        synthesize_eval_sets(phrase, out, seed=seed + 1)
+    summary["seconds"] = round(time.monotonic() - began, 1)
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def evaluate_and_report(model_dir: Path, eval_root: Path, *, target_fa: float = 0.5, int8: bool = False,
+                        out: Path | None = None, update_manifest: bool = True,
+                        progress: bool = True) -> dict[str, Any]:
+    """Evaluate every set under eval_root; print a table; store the threshold in the manifest."""
+    from .evaluate import evaluate_model_dir, write_report
+    reports = evaluate_model_dir(model_dir, eval_root, target_fa_per_hour=target_fa, int8=int8,
+                                 progress=progress)
+    json_path, png_path = write_report(reports, out or model_dir)
+    by_name = {r.name: r for r in reports}
+    chosen = by_name.get(RECOMMEND_ON, reports[0]).recommendation
+    threshold = float(chosen["threshold"])
+    summary: dict[str, Any] = {"threshold": threshold, "threshold_chosen_on": by_name.get(
+        RECOMMEND_ON, reports[0]).name, "target_fa_per_hour": target_fa, "sets": {},
+        "report": str(json_path), "det_curve": str(png_path)}
+    print(f"\nthreshold {threshold:.3f} (chosen on '{summary['threshold_chosen_on']}' "
+          f"for <= {target_fa} FA/h)")
+    print(f"{'set':<10} {'positives':>9} {'neg hours':>9} {'FRR':>7} {'FA/h':>7} "
+          f"{'FRR@0.5FA/h':>11} {'FRR@1FA/h':>10}")
+    for report in reports:
+        row = min(report.sweep, key=lambda r: abs(r["threshold"] - threshold))
+        entry = {"frr": row["frr"], "fa_per_hour": row["fa_per_hour"], "n_positive": report.n_positive,
+                 "negative_hours": report.negative_hours, "frr_at_0.5_fa_h": report.frr_at_fa.get("0.5"),
+                 "frr_at_1_fa_h": report.frr_at_fa.get("1.0")}
+        summary["sets"][report.name] = entry
+
+        def pct(v):
+            return "n/a" if v is None else f"{100 * v:.1f}%"
+        print(f"{report.name:<10} {report.n_positive:>9} {report.negative_hours:>9.2f} "
+              f"{pct(entry['frr']):>7} {entry['fa_per_hour']:>7.2f} "
+              f"{pct(entry['frr_at_0.5_fa_h']):>11} {pct(entry['frr_at_1_fa_h']):>10}")
+    print(f"report: {json_path}\nDET curve: {png_path}")
+    if update_manifest:
+        manifest = load_manifest(model_dir)
+        manifest.threshold = threshold
+        manifest.metrics["evaluation"] = summary
+        manifest.write(model_dir)
+    return summary
+
+
+def make_demo_recording(eval_set: Path, out_wav: Path, seed: int = 0) -> list[tuple[float, float]]:
+    """A ~1 minute recording: held-out speech with DEMO_PHRASES wake words at known places."""
+    rng = np.random.default_rng(seed)
+    clips = sorted((eval_set / "positive").glob("*.wav"))
+    if not clips:
+        raise TrainerError(f"{eval_set / 'positive'}: no clips for the demo recording")
+    chosen = [clips[i] for i in rng.choice(len(clips), size=min(DEMO_PHRASES, len(clips)), replace=False)]
+    chatter = load_audio(eval_set / "negative_stream.wav")
+    parts, regions, cursor = [], [], 0
+    for clip_path in chosen:
+        start = int(rng.integers(0, max(1, len(chatter) - 8 * SAMPLE_RATE)))
+        talk = chatter[start:start + int(rng.uniform(4, 8) * SAMPLE_RATE)]
+        pause = np.zeros(int(0.6 * SAMPLE_RATE), dtype=np.float32)
+        clip = load_audio(clip_path)
+        parts += [talk, pause]
+        cursor += len(talk) + len(pause)
+        regions.append((cursor / SAMPLE_RATE, (cursor + len(clip)) / SAMPLE_RATE))
+        parts += [clip, pause]
+        cursor += len(clip) + len(pause)
+    audio = np.concatenate(parts)
+    write_wav(out_wav, audio)
+    return regions
+
+
+def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fresh: bool = False,
+            progress: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    from .config import load_config
+    from .export import export_run
+    from .loop import LAST, train
+    from .synth.text import normalise_phrase
+
+    words = normalise_phrase(phrase)
+    slug = "_".join(words)
+    data_dir, run_dir = workdir / "data" / slug, workdir / "runs" / slug
+    if fresh:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    began = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def step(name: str, t0: float) -> None:
+        timings[name] = round(time.monotonic() - t0, 1)
+        print(f"== {name} done in {timings[name]:.0f} s")
+
+    t0 = time.monotonic()
+    if (data_dir / "manifest.json").is_file() and (data_dir / "eval" / "manifest.json").is_file():
+        print(f"== reusing dataset {data_dir} (use --fresh to rebuild)")
+    else:
+        print(f"== 1/5 synthesizing '{' '.join(words)}' into {data_dir}")
+        synth_all(" ".join(words), data_dir, overwrite=True, progress=progress)
+    step("synthesize", t0)
+
+    t0 = time.monotonic()
+    config = load_config(config_path, {"wake_word": " ".join(words), "data.dataset": str(data_dir),
+                                       **(overrides or {})})
+    resume = (run_dir / LAST).is_file()
+    print(f"== 2/5 training {'(resuming) ' if resume else ''}in {run_dir}")
+    result = train(config, run_dir, resume=resume, progress=progress)
+    step("train", t0)
+
+    t0 = time.monotonic()
+    print("== 3/5 exporting to ONNX (fp32 + int8) with parity checks")
+    model_dir, manifest = export_run(run_dir)
+    step("export", t0)
+
+    t0 = time.monotonic()
+    print("== 4/5 evaluating on continuous audio (held-out voices)")
+    evaluation = evaluate_and_report(model_dir, data_dir / "eval", target_fa=config.trigger.target_fa_per_hour,
+                                     progress=progress)
+    step("evaluate", t0)
+
+    t0 = time.monotonic()
+    print("== 5/5 sentry scan of a generated test recording (held-out flite/festival voices)")
+    from sentry.detector import Detector
+    demo = run_dir / "demo.wav"
+    regions = make_demo_recording(data_dir / "eval" / "heldout", demo)
+    detections = Detector(model_dir).scan_file(demo)
+    hits = sum(any(s <= d.time_s <= e + 0.5 for d in detections) for s, e in regions)
+    for d in detections:
+        print(f"   detection at {d.time_s:6.2f} s  score {d.score:.3f}")
+    print(f"   {hits}/{len(regions)} wake words detected, "
+          f"{len(detections) - hits} other detection(s), in {demo}")
+    step("scan", t0)
+
+    manifest = load_manifest(model_dir)
+    return {"phrase": " ".join(words), "model_dir": str(model_dir), "parameters": manifest.parameters,
+            "int8_bytes": manifest.metrics["size_bytes"]["model_int8"], "threshold": manifest.threshold,
+            "evaluation": evaluation["sets"], "demo": {"file": str(demo), "wake_words": len(regions),
+                                                      "detected": hits, "detections": len(detections)},
+            "best_epoch": result.best_epoch, "seconds": timings,
+            "total_seconds": round(time.monotonic() - began, 1)}

@@ -1,0 +1,50 @@
+"""Hark's edge runtime: wake-word detection with numpy and onnxruntime only.
+
+The public API is re-exported here and imported lazily, so that the trainer, which
+only needs `sentry.constants` and `sentry.manifest`, does not pay for onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "SentryError": "errors",
+    "Detector": "detector",
+    "Detection": "detector",
+    "read_wav": "audio",
+    "to_float32": "audio",
+    "resample": "audio",
+    "StreamResampler": "audio",
+    "Manifest": "manifest",
+    "load_manifest": "manifest",
+    "TriggerSettings": "postprocess",
+    "Listener": "daemon",
+    "ListenStats": "daemon",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # static analysers see ordinary imports
+    from .audio import StreamResampler, read_wav, resample, to_float32
+    from .daemon import Listener, ListenStats
+    from .detector import Detection, Detector
+    from .errors import SentryError
+    from .manifest import Manifest, load_manifest
+    from .postprocess import TriggerSettings
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sentry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

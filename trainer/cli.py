@@ -33,8 +33,11 @@ def _fail_cleanly(fn):
 @click.version_option(package_name="hark", prog_name="hark")
 def main(verbose: bool) -> None:
     """Hark: train a custom wake word, export it for the edge, measure it honestly."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # Our own progress is INFO; the ONNX exporter's internals stay quiet unless -v.
+    for name in ("trainer", "sentry", "plugins"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @main.command()

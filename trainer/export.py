@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import os
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from .loop import BEST, load_checkpoint
 from .models import build_model, count_parameters
 
 log = logging.getLogger(__name__)
+# The exporter logs a warning per torchvision op it cannot register; hark uses none of them.
+logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 FILES = {"features": "features.onnx", "model": "model.onnx", "model_int8": "model.int8.onnx",
          "clip": "clip.onnx"}
@@ -74,8 +77,10 @@ class ClipScorer(nn.Module):
 
 def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:
     batch = torch.export.Dim("batch", min=1, max=4096)
-    # The exporter narrates every stage on stdout; keep the user's terminal for progress bars.
-    with contextlib.redirect_stdout(io.StringIO()):
+    # The exporter narrates every stage on stdout and warns about optional packages
+    # (torchvision) we do not use; keep the user's terminal for what matters.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         program = torch.onnx.export(module, (example,), dynamo=True, input_names=[input_name],
                                     output_names=[output_name],
                                     dynamic_shapes={input_name: {0: batch}})

@@ -1,0 +1,1 @@
+"""Hark's trainer: dataset synthesis, training, export and evaluation on the dev box."""

@@ -1,0 +1,178 @@
+"""Evaluation sets: phrase clips and long negative streams from voices training never heard.
+
+Two sets are written under ``<dataset>/eval/``, each with ``positive/*.wav`` (the phrase) and
+``negative_stream.wav`` (continuous 16 kHz audio: ordinary sentences and confusable phrases with
+0.2-1.5 s pauses, plus stretches of babble, music, hum and noise; never the wake phrase):
+
+- ``espeak/``: only the dataset's *test-split* espeak voices, read from ``manifest.json``
+  (``voice_splits.test``: about 10 of the 104 base+variant voices). Same engine as training, new
+  speakers: measures speaker generalisation.
+- ``heldout/``: every installed flite voice (kal, kal16, awb, rms, slt; not awb_time) and
+  festival voice (e.g. kal_diphone, cmu_us_slt_arctic_hts, plus ked/rab diphones if installed).
+  No training clip ever comes from these engines: measures generalisation beyond espeak's
+  synthesis artefacts. Speech is varied with duration stretch (0.8-1.25) and pitch shifts.
+
+Babble inside both streams uses the espeak test voices, so no training voice leaks in either.
+``eval/manifest.json`` lists the voices of each set, counts and durations.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sentry.constants import SAMPLE_RATE
+from trainer.audio import write_wav
+from trainer.dataset import read_manifest
+from trainer.errors import TrainerError
+from trainer.synth.espeak import synthesize
+from trainer.synth.heldout import list_heldout_voices, synthesize_heldout
+from trainer.synth.noise import make_background
+from trainer.synth.text import contains_phrase, normalise_phrase, ordinary_sentences, phonetic_neighbours
+from trainer.synth.warps import peak_normalize, pitch_shift, random_warp, trim_silence
+
+EVAL_DIR = "eval"
+POSITIVE_DIR = "positive"
+NEGATIVE_STREAM = "negative_stream.wav"
+PAUSE_S = (0.2, 1.5)
+"""Seconds of quiet between two segments of the negative stream."""
+SEGMENT_WEIGHTS = {"sentence": 0.6, "confusable": 0.28, "background": 0.12}
+"""Share of stream segments by kind."""
+STREAM_BACKGROUNDS = ("babble", "music", "white", "pink", "brown", "hum")
+BACKGROUND_SEGMENT_S = (2.0, 8.0)
+NOISE_FLOOR_DBFS = -60.0
+"""RMS of the faint pink floor under the whole stream: real audio is never digital silence."""
+SPEECH_PEAK = (0.2, 0.9)
+BACKGROUND_GAIN_DB = (-18.0, -3.0)
+"""Level of background segments relative to their -20 dBFS RMS."""
+ESPEAK_RATE_WPM = (130, 220)
+ESPEAK_PERCENT = (25, 75)
+HELDOUT_STRETCH = (0.8, 1.25)
+HELDOUT_PITCH_SEMITONES = 2.0
+HELDOUT_PITCH_PROBABILITY = 0.5
+ESPEAK_WARP_PROBABILITY = 0.5
+ESPEAK_WARP_STRENGTH = 0.7
+TRIM_MARGIN_S = (0.1, 0.2)
+LOOKBACK_SEGMENTS = 3
+"""Texts this far back are checked together so adjacent pieces never spell the phrase."""
+
+Speaker = Callable[[str, str, np.random.Generator], np.ndarray]
+
+
+def _espeak_speaker(text: str, voice: str, rng: np.random.Generator) -> np.ndarray:
+    audio = synthesize(text, voice, int(rng.integers(*ESPEAK_RATE_WPM)),
+                       int(rng.integers(*ESPEAK_PERCENT)), int(rng.integers(*ESPEAK_PERCENT)))
+    if rng.random() < ESPEAK_WARP_PROBABILITY:
+        audio = random_warp(audio, rng, ESPEAK_WARP_STRENGTH)
+    return audio
+
+
+def _heldout_speaker(text: str, voice: str, rng: np.random.Generator) -> np.ndarray:
+    audio = synthesize_heldout(text, voice, float(rng.uniform(*HELDOUT_STRETCH)))
+    if rng.random() < HELDOUT_PITCH_PROBABILITY:
+        audio = pitch_shift(audio, rng.uniform(-HELDOUT_PITCH_SEMITONES, HELDOUT_PITCH_SEMITONES))
+    return audio
+
+
+def _positives(folder: Path, phrase: str, voices: list[str], speak: Speaker, n: int,
+               rng: np.random.Generator, progress: bool) -> float:
+    """Write ``n`` phrase clips; returns their total duration in seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    seconds = 0.0
+    for i in tqdm(range(n), desc=f"eval {folder.parent.name} positives", disable=not progress):
+        audio = speak(phrase, voices[i % len(voices)], rng)
+        audio = peak_normalize(trim_silence(audio, rng.uniform(*TRIM_MARGIN_S)), rng.uniform(*SPEECH_PEAK))
+        write_wav(folder / f"positive_{i:04d}.wav", audio)
+        seconds += len(audio) / SAMPLE_RATE
+    return seconds
+
+
+def _stream(path: Path, phrase: str, voices: list[str], babble_voices: list[str], speak: Speaker,
+            minutes: float, rng: np.random.Generator, progress: bool) -> dict:
+    """Write the negative stream; returns its duration and segment counts."""
+    target = int(minutes * 60 * SAMPLE_RATE)
+    kinds, weights = list(SEGMENT_WEIGHTS), np.array(list(SEGMENT_WEIGHTS.values()))
+    pieces: list[np.ndarray] = []
+    recent: list[str] = []
+    counts: Counter = Counter()
+    total = 0
+    bar = tqdm(total=round(minutes * 60), desc=f"eval {path.parent.name} stream", unit="s",
+               disable=not progress)
+    while total < target:
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        if kind == "background":
+            bg = STREAM_BACKGROUNDS[int(rng.integers(len(STREAM_BACKGROUNDS)))]
+            audio = make_background(bg, rng.uniform(*BACKGROUND_SEGMENT_S), rng, phrase, babble_voices)
+            audio = audio * 10 ** (rng.uniform(*BACKGROUND_GAIN_DB) / 20)
+            counts[bg] += 1
+            recent.append("")  # noise breaks up the words around it
+        else:
+            draw = (lambda: ordinary_sentences(rng, 1, phrase)[0]) if kind == "sentence" else (
+                lambda: phonetic_neighbours(phrase, rng, 1)[0])
+            text = draw()
+            # "hey" then "jarvis" half a second apart would be the phrase itself.
+            while contains_phrase(" ".join(recent[-LOOKBACK_SEGMENTS:] + [text]), phrase):
+                text = draw()
+            audio = speak(text, voices[int(rng.integers(len(voices)))], rng)
+            audio = peak_normalize(trim_silence(audio, 0.05), rng.uniform(*SPEECH_PEAK))
+            counts[kind] += 1
+            recent.append(text)
+        pause = np.zeros(int(rng.uniform(*PAUSE_S) * SAMPLE_RATE), np.float32)
+        pieces += [audio.astype(np.float32), pause]
+        total += len(audio) + len(pause)
+        bar.update(round(total / SAMPLE_RATE) - bar.n)
+    bar.close()
+    stream = np.concatenate(pieces)
+    floor = make_background("pink", len(stream) / SAMPLE_RATE, rng)
+    stream = stream + floor[: len(stream)] * 10 ** ((NOISE_FLOOR_DBFS + 20.0) / 20)
+    write_wav(path, stream)
+    return {"negative_stream_seconds": round(len(stream) / SAMPLE_RATE, 2), "segments": dict(counts)}
+
+
+def synthesize_eval_sets(
+    phrase: str,
+    out: str | Path,
+    *,
+    negative_minutes_espeak: float = 20.0,
+    negative_minutes_heldout: float = 30.0,
+    n_positive_espeak: int = 200,
+    n_positive_heldout: int = 300,
+    seed: int = 1,
+    progress: bool = True,
+) -> dict:
+    """Write ``out/eval/espeak`` and ``out/eval/heldout`` for the dataset in ``out``.
+
+    The dataset must exist (its manifest names the test voices). Replaces earlier eval sets.
+    Returns the contents of ``eval/manifest.json``.
+    """
+    phrase = normalise_phrase(phrase)
+    out = Path(out).expanduser().resolve()
+    manifest = read_manifest(out)
+    test_voices = list(manifest.get("voice_splits", {}).get("test", []))
+    if not test_voices:
+        raise TrainerError(f"{out / 'manifest.json'} lists no test-split espeak voices. Fix: run "
+                           f"`hark synth \"{phrase}\" --out {out}` first")
+    heldout_voices = list_heldout_voices()
+    rng = np.random.default_rng(seed)
+    root = out / EVAL_DIR
+    sets = {}
+    for name, voices, speak, n_pos, minutes in (
+        ("espeak", test_voices, _espeak_speaker, n_positive_espeak, negative_minutes_espeak),
+        ("heldout", heldout_voices, _heldout_speaker, n_positive_heldout, negative_minutes_heldout),
+    ):
+        folder = root / name
+        shutil.rmtree(folder, ignore_errors=True)
+        seconds = _positives(folder / POSITIVE_DIR, phrase, voices, speak, n_pos, rng, progress)
+        info = _stream(folder / NEGATIVE_STREAM, phrase, voices, test_voices, speak, minutes, rng,
+                       progress)
+        sets[name] = {"engine": name, "voices": voices, "n_positive": n_pos,
+                      "positive_seconds": round(seconds, 2), **info}
+    summary = {"phrase": phrase, "seed": seed, "babble_voices": test_voices, "sets": sets}
+    (root / "manifest.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary

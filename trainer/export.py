@@ -114,7 +114,7 @@ def _windows(config: Config, n: int) -> torch.Tensor:
     return torch.cat(out)[:n]
 
 
-def _check(name: str, expected: np.ndarray, got: np.ndarray, max_tol: float, mean_tol: float | None = None) -> dict:
+def check_parity(name: str, expected: np.ndarray, got: np.ndarray, max_tol: float, mean_tol: float | None = None) -> dict:
     diff = np.abs(expected - got)
     report = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
     if diff.max() > max_tol or (mean_tol is not None and diff.mean() > mean_tol):
@@ -155,12 +155,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
     got = _session(out / FILES["features"]).run(None, {"pcm": hop_pcm.numpy()})[0]
     if got.shape[1:] != (HOP_FRAMES, N_MELS):
         raise TrainerError(f"features.onnx gives shape {got.shape}, expected [B, {HOP_FRAMES}, {N_MELS}]")
-    parity["features"] = _check("features.onnx", hop_frames, got, 1e-2)
-    parity["model"] = _check("model.onnx", probs, _session(out / FILES["model"]).run(
+    parity["features"] = check_parity("features.onnx", hop_frames, got, 1e-2)
+    parity["model"] = check_parity("model.onnx", probs, _session(out / FILES["model"]).run(
         None, {"features": feats.numpy()})[0], FP32_TOLERANCE)
-    parity["model_int8"] = _check("model.int8.onnx", probs, _session(out / FILES["model_int8"]).run(
+    parity["model_int8"] = check_parity("model.int8.onnx", probs, _session(out / FILES["model_int8"]).run(
         None, {"features": feats.numpy()})[0], INT8_MAX_TOLERANCE, INT8_MEAN_TOLERANCE)
-    parity["clip"] = _check("clip.onnx", probs, _session(out / FILES["clip"]).run(
+    parity["clip"] = check_parity("clip.onnx", probs, _session(out / FILES["clip"]).run(
         None, {"pcm": pcm.numpy()})[0], FP32_TOLERANCE)
     for name, rep in parity.items():
         log.info("parity %s: max %.2e mean %.2e", name, rep["max_abs_diff"], rep["mean_abs_diff"])

@@ -103,7 +103,10 @@ def validate(model: nn.Module, frontend: LogMel, sampler: WindowSampler, seed: i
             "val_far@0.5": float((neg >= 0.5).float().mean())}
 
 
-def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> TrainResult:
+    """Train (or resume) a run; `stop_after` ends this call after that many epochs in total
+    (a later `resume=True` call carries on exactly as if it had never stopped)."""
     run_dir = Path(run_dir)
     checkpoint = None
     if resume:
@@ -147,7 +150,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
         log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
 
     began = time.monotonic()
-    for epoch in range(start_epoch, config.train.epochs):
+    last_epoch = config.train.epochs if stop_after is None else min(stop_after, config.train.epochs)
+    for epoch in range(start_epoch, last_epoch):
         torch.manual_seed(config.train.seed * 1_000 + epoch)
         aug_gen = torch.Generator().manual_seed(config.train.seed * 1_000 + epoch)
         model.train()
@@ -179,5 +183,5 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
         if progress:
             tqdm.write(f"epoch {epoch + 1}: train_loss {running:.4f} val_loss {metrics['val_loss']:.4f} "
                        f"val FRR@0.5 {metrics['val_frr@0.5']:.3f} val FAR@0.5 {metrics['val_far@0.5']:.4f}")
-    return TrainResult(run_dir, config.train.epochs - start_epoch, best["epoch"], best["val_loss"],
+    return TrainResult(run_dir, max(last_epoch - start_epoch, 0), best["epoch"], best["val_loss"],
                        count_parameters(model), time.monotonic() - began)

@@ -121,8 +121,8 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
     from .loop import LAST, train
     from .synth.text import normalise_phrase
 
-    words = normalise_phrase(phrase)
-    slug = "_".join(words)
+    phrase = normalise_phrase(phrase)
+    slug = phrase.replace(" ", "_")
     data_dir, run_dir = workdir / "data" / slug, workdir / "runs" / slug
     if fresh:
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -138,12 +138,12 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
     if (data_dir / "manifest.json").is_file() and (data_dir / "eval" / "manifest.json").is_file():
         print(f"== reusing dataset {data_dir} (use --fresh to rebuild)")
     else:
-        print(f"== 1/5 synthesizing '{' '.join(words)}' into {data_dir}")
-        synth_all(" ".join(words), data_dir, overwrite=True, progress=progress)
+        print(f"== 1/5 synthesizing '{phrase}' into {data_dir}")
+        synth_all(phrase, data_dir, overwrite=True, progress=progress)
     step("synthesize", t0)
 
     t0 = time.monotonic()
-    config = load_config(config_path, {"wake_word": " ".join(words), "data.dataset": str(data_dir),
+    config = load_config(config_path, {"wake_word": phrase, "data.dataset": str(data_dir),
                                        **(overrides or {})})
     resume = (run_dir / LAST).is_file()
     print(f"== 2/5 training {'(resuming) ' if resume else ''}in {run_dir}")
@@ -175,7 +175,7 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
     step("scan", t0)
 
     manifest = load_manifest(model_dir)
-    return {"phrase": " ".join(words), "model_dir": str(model_dir), "parameters": manifest.parameters,
+    return {"phrase": phrase, "model_dir": str(model_dir), "parameters": manifest.parameters,
             "int8_bytes": manifest.metrics["size_bytes"]["model_int8"], "threshold": manifest.threshold,
             "evaluation": evaluation["sets"], "demo": {"file": str(demo), "wake_words": len(regions),
                                                       "detected": hits, "detections": len(detections)},

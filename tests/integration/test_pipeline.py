@@ -1,0 +1,110 @@
+"""The real thing, small: espeak speech, a CPU training run, ONNX export, the sentry on a WAV."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from sentry.detector import Detector
+from sentry.manifest import load_manifest
+from trainer.errors import TrainerError
+from trainer.export import FILES, check_parity
+from trainer.loop import BEST, LAST, load_checkpoint, train
+
+pytestmark = pytest.mark.integration
+
+
+def test_training_writes_resolved_config_metrics_and_full_checkpoints(trained_run):
+    assert (trained_run / "config.toml").is_file()
+    lines = (trained_run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    ckpt = load_checkpoint(trained_run / LAST)
+    assert {"model", "optimizer", "scheduler", "epoch", "step", "rng", "config"} <= ckpt.keys()
+    assert ckpt["epoch"] == 2 and tuple(ckpt["config"]["model"]["channels"]) == (12, 12, 16)
+    assert (trained_run / BEST).is_file()
+
+
+def test_resume_continues_exactly(tiny_dataset, trained_run, tmp_path, make_config):
+    """Stop after epoch 1, resume: the weights equal an uninterrupted 3-epoch run bit for bit."""
+    run = tmp_path / "interrupted"
+    config = make_config(tiny_dataset)
+    train(config, run, progress=False, stop_after=1)
+    assert load_checkpoint(run / LAST)["epoch"] == 0
+    with pytest.raises(TrainerError, match="--resume"):
+        train(config, run, progress=False)
+    train(config, run, resume=True, progress=False)
+    resumed = load_checkpoint(run / LAST)
+    straight = load_checkpoint(trained_run / LAST)
+    assert resumed["step"] == straight["step"]
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_resume_keeps_the_checkpoint_config_and_says_so(tiny_dataset, tmp_path, caplog, make_config):
+    run = tmp_path / "r"
+    train(make_config(tiny_dataset), run, progress=False, stop_after=1)
+    changed = make_config(tiny_dataset, **{"train.lr": 0.5})
+    with caplog.at_level("WARNING"):
+        train(changed, run, resume=True, progress=False, stop_after=2)
+    assert "train.lr: checkpoint 0.003, given 0.5" in caplog.text
+    assert load_checkpoint(run / LAST)["config"]["train"]["lr"] == 0.003
+
+
+def test_export_writes_graphs_and_manifest_with_parity(exported):
+    manifest = load_manifest(exported)
+    assert set(manifest.files) == set(FILES)
+    assert manifest.parameters < 100_000 and manifest.wake_word == "hey jarvis"
+    parity = manifest.metrics["parity"]
+    assert parity["model"]["max_abs_diff"] < 1e-3 and parity["clip"]["max_abs_diff"] < 1e-3
+    assert parity["model_int8"]["mean_abs_diff"] < 0.03
+
+
+def test_parity_check_fails_loudly():
+    with pytest.raises(TrainerError, match="parity failed for model.onnx"):
+        check_parity("model.onnx", np.zeros(4), np.array([0, 0, 0, 0.5]), 1e-3)
+
+
+def test_exported_sentry_streams_exactly_like_batch(exported):
+    rng = np.random.default_rng(0)
+    pcm = (rng.standard_normal(16000 * 6) * 0.05).astype(np.float32)
+    for int8 in (False, True):
+        batch = Detector(exported, int8=int8).score_pcm(pcm)
+        stream = Detector(exported, int8=int8)
+        streamed, i = [], 0
+        while i < len(pcm):
+            n = int(rng.integers(1, 5000))
+            stream.process(pcm[i:i + n])
+            i += n
+        streamed = np.array(list(stream.scores))
+        np.testing.assert_allclose(streamed[-len(batch):], batch, atol=1e-5)
+
+
+def test_sentry_scan_cli_on_a_real_recording(exported, tiny_dataset, tmp_path):
+    from trainer.pipeline import make_demo_recording
+    wav = tmp_path / "demo.wav"
+    regions = make_demo_recording(tiny_dataset / "eval" / "heldout", wav)
+    assert len(regions) == 6
+    result = subprocess.run([sys.executable, "-m", "sentry.cli", "scan", str(wav), "--model", str(exported),
+                             "--json", "--threshold", "0.0"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    detections = [json.loads(line) for line in result.stdout.splitlines()]
+    # Threshold 0 fires at the first hop, then once per refractory period (2 s) for the whole file.
+    duration = regions[-1][1]
+    assert len(detections) >= int(duration // 2.5)
+    assert all(d["wake_word"] == "hey jarvis" for d in detections)
+
+
+def test_evaluation_on_the_exported_model(exported, tiny_dataset, tmp_path):
+    from trainer.pipeline import evaluate_and_report
+    summary = evaluate_and_report(exported, tiny_dataset / "eval", out=tmp_path, progress=False)
+    assert set(summary["sets"]) == {"espeak", "heldout"}
+    for entry in summary["sets"].values():
+        assert 0.0 <= entry["frr"] <= 1.0 and entry["fa_per_hour"] >= 0.0
+        assert entry["n_positive"] == 6
+    assert (tmp_path / "det_curve.png").stat().st_size > 1000
+    assert load_manifest(exported).threshold == summary["threshold"]

@@ -1,0 +1,41 @@
+import pytest
+from click.testing import CliRunner
+
+from trainer.cli import main
+
+COMMANDS = ["synth", "train", "export", "eval", "run"]
+
+
+@pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS])
+def test_help_works_everywhere(command):
+    result = CliRunner().invoke(main, command + ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_empty_phrase_is_a_clean_error(tmp_path):
+    result = CliRunner().invoke(main, ["synth", "  ", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "no words" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_config_is_a_clean_error_naming_the_key(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[train]\nlr = 'fast'\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(config), "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "train.lr: expected float" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_training_on_a_missing_dataset_is_a_clean_error(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--dataset", str(tmp_path / "nothing"),
+                                       "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "nothing" in result.output
+
+
+def test_export_of_an_empty_run_dir_is_a_clean_error(tmp_path):
+    result = CliRunner().invoke(main, ["export", str(tmp_path)])
+    assert result.exit_code == 1 and "no checkpoint" in result.output

@@ -41,6 +41,13 @@ class AugmentConfig:
     gain_db: tuple[float, float] = (-18.0, 6.0)
     end_jitter_s: tuple[float, float] = (0.0, 0.25)
     """Silence between the end of the wake word and the end of the window (seconds)."""
+    lowpass_probability: float = 0.25
+    lowpass_hz: tuple[float, float] = (3_400.0, 6_000.0)
+    """Band-limit some windows: 8 kHz voices, cheap microphones and codecs cut the top."""
+    mel_warp_probability: float = 0.5
+    mel_warp: tuple[float, float] = (0.85, 1.18)
+    """Stretch the mel axis by this factor (VTLP): other vocal-tract lengths, e.g. female and
+    child voices that the synthetic training voices under-represent."""
     time_masks: int = 2
     time_mask_frames: int = 10
     freq_masks: int = 2
@@ -56,6 +63,9 @@ class ModelConfig:
     """Time stride of each residual block (one per block after the stem)."""
     kernel_size: int = 9
     dropout: float = 0.1
+    window_norm: bool = True
+    """Subtract each mel bin's mean over the window: removes the fixed colouring of a
+    voice, microphone or room, which differs more between speakers than the words do."""
 
 
 @dataclass
@@ -177,7 +187,7 @@ def validate(config: Config) -> list[str]:
     if len(config.model.strides) != len(config.model.channels) - 1:
         problems.append("model.strides: need one stride per block "
                         f"({len(config.model.channels) - 1}), got {len(config.model.strides)}")
-    for name in ("snr_db", "gain_db", "end_jitter_s"):
+    for name in ("snr_db", "gain_db", "end_jitter_s", "lowpass_hz", "mel_warp"):
         lo, hi = getattr(config.augment, name)
         if lo > hi:
             problems.append(f"augment.{name}: low {lo} > high {hi}")

@@ -148,6 +148,8 @@ class WindowSampler:
                 else:
                     noise = noise * (10 ** (rng.uniform(-45, -15) / 20) / np.sqrt(p_noise))
                 signal = signal + noise
+            if self.augment and rng.random() < self.aug.lowpass_probability:
+                signal = lowpass(signal, rng.uniform(*self.aug.lowpass_hz))
             floor_db = rng.uniform(*NOISE_FLOOR_DBFS)
             signal = signal + rng.standard_normal(CLIP_SAMPLES).astype(np.float32) * 10 ** (floor_db / 20)
             if self.augment:
@@ -155,6 +157,32 @@ class WindowSampler:
             peak = float(np.max(np.abs(signal)))
             windows[row] = signal / peak * 0.99 if peak > 0.99 else signal
         return windows
+
+
+def lowpass(signal: np.ndarray, cutoff_hz: float, rolloff_hz: float = 400.0) -> np.ndarray:
+    """Brick-wall-ish low-pass in the frequency domain with a short cosine roll-off."""
+    spectrum = np.fft.rfft(signal)
+    freqs = np.fft.rfftfreq(len(signal), 1.0 / SAMPLE_RATE)
+    ramp = np.clip((freqs - cutoff_hz) / rolloff_hz, 0.0, 1.0)
+    return np.fft.irfft(spectrum * (0.5 + 0.5 * np.cos(np.pi * ramp)), n=len(signal)).astype(np.float32)
+
+
+def mel_warp(features: torch.Tensor, aug: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Stretch the mel axis of some windows by a random factor (vocal-tract-length perturbation).
+
+    Bin k of the output reads bin k / factor of the input (linear interpolation), so a factor
+    above 1 moves formants up, as a shorter vocal tract does.
+    """
+    batch, frames, mels = features.shape
+    factor = torch.empty(batch, 1).uniform_(*aug.mel_warp, generator=generator)
+    apply = torch.rand(batch, 1, generator=generator) < aug.mel_warp_probability
+    factor = torch.where(apply, factor, torch.ones_like(factor))
+    src = (torch.arange(mels).unsqueeze(0) / factor).clamp(0, mels - 1)  # [B, mels]
+    lo = src.floor().long()
+    hi = (lo + 1).clamp(max=mels - 1)
+    frac = (src - lo).unsqueeze(1)
+    gather = lambda idx: features.gather(2, idx.unsqueeze(1).expand(batch, frames, mels))
+    return gather(lo) * (1 - frac) + gather(hi) * frac
 
 
 def spec_augment(features: torch.Tensor, aug: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

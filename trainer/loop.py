@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import Config, config_from_dict, save_config
-from .data import WindowSampler, load_pools, open_dataset, spec_augment
+from .data import WindowSampler, load_pools, mel_warp, open_dataset, spec_augment
 from .errors import TrainerError
 from .features import LogMel
 from .models import build_model, count_parameters
@@ -161,7 +161,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
         running = 0.0
         for i, (pcm, labels) in enumerate(bar):
             with torch.no_grad():
-                feats = spec_augment(frontend(pcm), config.augment, aug_gen)
+                feats = spec_augment(mel_warp(frontend(pcm), config.augment, aug_gen),
+                                     config.augment, aug_gen)
             loss = _loss(model(feats), labels, config.train.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

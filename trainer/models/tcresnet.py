@@ -44,6 +44,7 @@ class TCResNet(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        self.window_norm = config.window_norm
         channels = config.channels
         self.stem = nn.Sequential(
             nn.Conv1d(N_MELS, channels[0], 3, padding=1, bias=False),
@@ -57,6 +58,8 @@ class TCResNet(nn.Module):
         self.head = nn.Linear(2 * channels[-1], 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.window_norm:
+            features = features - features.mean(dim=1, keepdim=True)
         x = self.blocks(self.stem(features.transpose(1, 2)))
         pooled = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
         return self.head(pooled).squeeze(1)

@@ -1,0 +1,51 @@
+"""The main job, measured: `hark run "hey jarvis"` from nothing, with timings and accuracy.
+
+Usage: python benchmarks/default_job.py [--workdir /tmp/hark-bench] [--phrase "hey jarvis"]
+
+Runs synthesis, training, export, evaluation and the demo scan in a fresh work folder,
+then prints a table and writes benchmarks/out/default_job.json. Accuracy is reported on
+continuous audio for two sets: espeak voices held out of training (same engine) and
+flite/festival voices (engines never used in training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+
+from trainer.pipeline import run_all
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hark-bench"))
+    parser.add_argument("--phrase", default="hey jarvis")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "default_job.json")
+    args = parser.parse_args()
+
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    summary = run_all(args.phrase, args.workdir, fresh=True)
+    summary["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    print(f"\nphrase '{summary['phrase']}'  parameters {summary['parameters']}  "
+          f"int8 {summary['int8_bytes'] / 1024:.0f} KB  threshold {summary['threshold']:.3f}  "
+          f"machine {summary['machine']}")
+    print(" ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items()),
+          f"| total {summary['total_seconds'] / 60:.1f} min")
+    print(f"{'set':<9} {'positives':>9} {'neg hours':>9} {'FRR':>7} {'FA/h':>7} {'FRR@<=0.5FA/h':>14} "
+          f"{'FRR@<=1FA/h':>12}")
+    for name, s in summary["evaluation"].items():
+        def pct(v):
+            return "n/a" if v is None else f"{100 * v:.1f}%"
+        print(f"{name:<9} {s['n_positive']:>9} {s['negative_hours']:>9.2f} {pct(s['frr']):>7} "
+              f"{s['fa_per_hour']:>7.2f} {pct(s['frr_at_0.5_fa_h']):>14} {pct(s['frr_at_1_fa_h']):>12}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -186,15 +186,3 @@ def load_dataset(root: str | os.PathLike) -> Dataset:
             rel = path.relative_to(root).as_posix()
             dataset.clips.append(Clip(path=path, label=label, split=hash_split(rel)))
     return dataset
-
-
-def __getattr__(name: str):
-    # Synthesis lives in trainer.synth.build (it imports this module), re-exported lazily so
-    # ``from trainer.dataset import synthesize_dataset`` works without an import cycle.
-    if name in ("SynthConfig", "synthesize_dataset"):
-        from trainer.synth import build
-        return getattr(build, name)
-    if name == "synthesize_eval_sets":
-        from trainer.synth import evalsets
-        return evalsets.synthesize_eval_sets
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,7 +33,8 @@ DEMO_PHRASES = 6
 def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives: int | None = None,
               neighbours: int | None = None, with_eval: bool = True, seed: int = 0,
               overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    from .dataset import SynthConfig, synthesize_dataset, synthesize_eval_sets
+    from .synth.build import SynthConfig, synthesize_dataset
+    from .synth.evalsets import synthesize_eval_sets
     settings = SynthConfig(seed=seed)
     for name, value in (("n_positive", positives), ("n_negative_speech", negatives),
                         ("n_neighbour", neighbours)):

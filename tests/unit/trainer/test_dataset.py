@@ -9,7 +9,8 @@ import soundfile as sf
 
 from sentry.constants import SAMPLE_RATE
 from trainer.audio import DOWNMIXED, RESAMPLED, SILENT, UNREADABLE, load_audio
-from trainer.dataset import SPLITS, SynthConfig, hash_split, load_dataset, synthesize_dataset
+from trainer.dataset import SPLITS, hash_split, load_dataset
+from trainer.synth.build import SynthConfig, synthesize_dataset
 from trainer.errors import TrainerError
 from trainer.synth.build import split_voices
 from trainer.synth.espeak import list_voices
@@ -135,7 +136,7 @@ def test_user_only_dataset_without_manifest(tmp_path):
 @pytest.mark.skipif(shutil.which("flite") is None or shutil.which("text2wave") is None,
                     reason="flite/festival not installed (apt-get install flite festival)")
 def test_eval_sets_use_only_test_voices_and_never_say_the_phrase(tiny, tmp_path):
-    from trainer.dataset import synthesize_eval_sets
+    from trainer.synth.evalsets import synthesize_eval_sets
     root = tmp_path / "with_eval"
     shutil.copytree(tiny.root, root)
     summary = synthesize_eval_sets(PHRASE, root, negative_minutes_espeak=0.3,

@@ -1,0 +1,43 @@
+import numpy as np
+import torch
+
+from sentry.constants import CLIP_SAMPLES, SAMPLE_RATE
+from trainer.config import AugmentConfig
+from trainer.data import lowpass, mel_warp, spec_augment
+
+
+def _tone(freq: float) -> np.ndarray:
+    return np.sin(2 * np.pi * freq * np.arange(CLIP_SAMPLES) / SAMPLE_RATE).astype(np.float32)
+
+
+def test_lowpass_keeps_the_band_and_removes_the_top():
+    kept = lowpass(_tone(1000.0), 3400.0)
+    removed = lowpass(_tone(5000.0), 3400.0)
+    assert np.std(kept) > 0.69  # a unit sine has std 0.707
+    assert np.std(removed) < 0.01
+
+
+def test_mel_warp_moves_a_peak_up_by_the_factor():
+    features = torch.zeros(1, 5, 40)
+    features[:, :, 10] = 1.0
+    aug = AugmentConfig(mel_warp_probability=1.0, mel_warp=(1.2, 1.2))
+    warped = mel_warp(features, aug, torch.Generator().manual_seed(0))
+    assert int(warped[0, 0].argmax()) == 12  # bin k reads k / 1.2: bin 12 reads 10
+
+
+def test_mel_warp_with_probability_zero_is_identity():
+    features = torch.randn(4, 6, 40)
+    aug = AugmentConfig(mel_warp_probability=0.0)
+    torch.testing.assert_close(mel_warp(features, aug, torch.Generator().manual_seed(0)), features)
+
+
+def test_spec_augment_masks_within_limits_and_is_seeded():
+    features = torch.randn(8, 148, 40)
+    aug = AugmentConfig(time_masks=1, time_mask_frames=10, freq_masks=1, freq_mask_bins=6)
+    a = spec_augment(features, aug, torch.Generator().manual_seed(1))
+    b = spec_augment(features, aug, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+    changed = (a != features).float()
+    # at most one time mask (10 frames x 40 bins) + one freq mask (6 bins x 148 frames) per window
+    assert (changed.sum(dim=(1, 2)) <= 10 * 40 + 6 * 148).all()
+    assert changed.sum() > 0

@@ -158,10 +158,17 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
     _export(frontend, torch.zeros(2, OVERLAP_SAMPLES + HOP_SAMPLES), out / FILES["features"], "pcm", "frames")
     _export(Probability(model), feats[:2], out / FILES["model"], "features", "prob")
     _export(ClipScorer(frontend, model), pcm[:2], out / FILES["clip"], "pcm", "prob")
-    quantize_static(str(out / FILES["model"]), str(out / FILES["model_int8"]),
-                    _Calibration(feats.numpy()[:256]), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    per_channel=True, op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    # quantize_static suggests its pre-processing on the root logger; that step adds nothing
+    # to this small graph, so the advice is muted rather than shown on every export.
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_static(str(out / FILES["model"]), str(out / FILES["model_int8"]),
+                        _Calibration(feats.numpy()[:256]), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    finally:
+        root.setLevel(level)
     strip_metadata(out / FILES["model_int8"])
 
     parity = {}

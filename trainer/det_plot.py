@@ -24,8 +24,13 @@ FIGURE_SIZE_IN = (7.0, 5.0)
 DPI = 110
 
 
-def plot_det(reports: Sequence["SetReport"], png_path: str | Path) -> Path:
-    """Draw every set's sweep as a DET curve and save it to `png_path` (PNG)."""
+def plot_det(reports: Sequence["SetReport"], png_path: str | Path,
+             operating_threshold: float | None = None) -> Path:
+    """Draw every set's sweep as a DET curve and save it to `png_path` (PNG).
+
+    Each curve gets a marker at `operating_threshold` (the shipped one) when given, else
+    at the set's own recommended threshold.
+    """
     png_path = Path(png_path)
     fig, ax = plt.subplots(figsize=FIGURE_SIZE_IN)
     try:
@@ -35,11 +40,15 @@ def plot_det(reports: Sequence["SetReport"], png_path: str | Path) -> Path:
             rows = sorted(report.sweep, key=lambda row: row["threshold"])
             (line,) = ax.plot([row["fa_per_hour"] for row in rows],
                               [100.0 * row["frr"] for row in rows], label=report.name)
-            rec = report.recommendation
+            if operating_threshold is None:
+                rec = report.recommendation
+                label = f"{report.name}: threshold {rec['threshold']:.3f}" + (
+                    "" if rec["met"] else " (target not met)")
+            else:
+                rec = min(rows, key=lambda row: abs(row["threshold"] - operating_threshold))
+                label = f"{report.name} at shipped threshold {operating_threshold:.3f}"
             ax.plot([rec["fa_per_hour"]], [100.0 * rec["frr"]], marker="o", color=line.get_color(),
-                    markersize=7, markeredgecolor="black", linestyle="none",
-                    label=f"{report.name}: threshold {rec['threshold']:.3f}"
-                          + ("" if rec["met"] else " (target not met)"))
+                    markersize=7, markeredgecolor="black", linestyle="none", label=label)
         targets = sorted({r.recommendation["target_fa_per_hour"] for r in reports})
         for target in targets:
             ax.axvline(target, color="grey", linestyle="--", linewidth=0.8)

@@ -316,8 +316,13 @@ def evaluate_set(score_fn: ScoreFn, positives: Sequence[np.ndarray], negative_st
         sweep=rows, elapsed_s=time.perf_counter() - started)
 
 
-def write_report(reports: Sequence[SetReport], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write `eval_report.json` and the DET curve `det_curve.png` into `out_dir`."""
+def write_report(reports: Sequence[SetReport], out_dir: str | Path,
+                 operating_threshold: float | None = None) -> tuple[Path, Path]:
+    """Write `eval_report.json` and the DET curve `det_curve.png` into `out_dir`.
+
+    `operating_threshold`, when given, is the threshold the model ships with: the JSON
+    records it and the plot marks it on every set instead of each set's own best.
+    """
     from .det_plot import plot_det  # matplotlib is slow to import; only reports need it
 
     if not reports:
@@ -325,9 +330,9 @@ def write_report(reports: Sequence[SetReport], out_dir: str | Path) -> tuple[Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / REPORT_JSON
-    payload = {"sets": [r.to_dict() for r in reports]}
+    payload = {"operating_threshold": operating_threshold, "sets": [r.to_dict() for r in reports]}
     json_path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    png_path = plot_det(reports, out_dir / REPORT_PNG)
+    png_path = plot_det(reports, out_dir / REPORT_PNG, operating_threshold)
     return json_path, png_path
 
 

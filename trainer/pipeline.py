@@ -59,10 +59,10 @@ def evaluate_and_report(model_dir: Path, eval_root: Path, *, target_fa: float = 
     from .evaluate import evaluate_model_dir, write_report
     reports = evaluate_model_dir(model_dir, eval_root, target_fa_per_hour=target_fa, int8=int8,
                                  progress=progress)
-    json_path, png_path = write_report(reports, out or model_dir)
     by_name = {r.name: r for r in reports}
     chosen = by_name.get(RECOMMEND_ON, reports[0]).recommendation
     threshold = float(chosen["threshold"])
+    json_path, png_path = write_report(reports, out or model_dir, operating_threshold=threshold)
     summary: dict[str, Any] = {"threshold": threshold, "threshold_chosen_on": by_name.get(
         RECOMMEND_ON, reports[0]).name, "target_fa_per_hour": target_fa, "sets": {},
         "report": str(json_path), "det_curve": str(png_path)}

@@ -17,7 +17,7 @@ import platform
 import shutil
 from pathlib import Path
 
-from trainer.pipeline import run_all
+from trainer.pipeline import print_eval_table, run_all
 
 
 def main() -> None:
@@ -35,13 +35,7 @@ def main() -> None:
           f"machine {summary['machine']}")
     print(" ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items()),
           f"| total {summary['total_seconds'] / 60:.1f} min")
-    print(f"{'set':<9} {'positives':>9} {'neg hours':>9} {'FRR':>7} {'FA/h':>7} {'FRR@<=0.5FA/h':>14} "
-          f"{'FRR@<=1FA/h':>12}")
-    for name, s in summary["evaluation"].items():
-        def pct(v):
-            return "n/a" if v is None else f"{100 * v:.1f}%"
-        print(f"{name:<9} {s['n_positive']:>9} {s['negative_hours']:>9.2f} {pct(s['frr']):>7} "
-              f"{s['fa_per_hour']:>7.2f} {pct(s['frr_at_0.5_fa_h']):>14} {pct(s['frr_at_1_fa_h']):>12}")
+    print_eval_table(summary["evaluation"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
     print(f"wrote {args.out}")

@@ -89,7 +89,7 @@ class WindowSampler:
             windows = np.zeros((len(labels), CLIP_SAMPLES), dtype=np.float32)
             for row, label in enumerate(labels):
                 if label:
-                    windows[row] = self._positive(self.pools.positive[order_pos[pos_i]], rng)
+                    windows[row] = self._end_aligned(self.pools.positive[order_pos[pos_i]], rng)
                     pos_i += 1
                 else:
                     windows[row] = self._negative(rng)
@@ -104,9 +104,6 @@ class WindowSampler:
         clip = clip[-end:]
         window[end - len(clip):end] = clip
         return window
-
-    def _positive(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return self._end_aligned(clip, rng)
 
     def _negative(self, rng: np.random.Generator) -> np.ndarray:
         draw = rng.random()

@@ -150,18 +150,22 @@ class Listener:
 
     detector: anything with `process(float32 chunk) -> list[Detection]` (a Detector).
     on_detection: called in the scoring thread for every detection, as it happens.
+    on_audio: called in the scoring thread with every 16 kHz float32 chunk, before the
+        detector sees it (a JudgeGate keeps its pre-roll buffer with it).
     queue_chunks: capture chunks buffered before new ones are dropped (live sources) or
         capture waits (other sources).
     """
 
     def __init__(self, detector, source: AudioSource,
                  on_detection: Callable[[Detection], None], *,
+                 on_audio: Callable[[np.ndarray], None] | None = None,
                  queue_chunks: int = QUEUE_CHUNKS) -> None:
         if queue_chunks < 1:
             raise SentryError(f"queue_chunks must be >= 1, got {queue_chunks}")
         self.detector = detector
         self.source = source
         self.on_detection = on_detection
+        self.on_audio = on_audio
         self.stats = ListenStats()
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
         self._stop = threading.Event()
@@ -207,6 +211,8 @@ class Listener:
     def _score(self, audio: np.ndarray) -> None:
         self.stats.chunks += 1
         self.stats.audio_s += audio.size / SAMPLE_RATE
+        if self.on_audio is not None:
+            self.on_audio(audio)
         for detection in self.detector.process(audio):
             self.stats.detections += 1
             self.on_detection(detection)

@@ -127,5 +127,51 @@ def run(phrase: str, workdir: Path, config_path, fresh: bool) -> None:
     click.echo(json.dumps(summary, indent=2))
 
 
+@main.group()
+def cascade() -> None:
+    """The sentry + judge cascade."""
+
+
+@cascade.command(name="eval")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--eval-root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of evaluation sets (each with positive/ and negative_stream.wav).")
+@click.option("--judge-model", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The judge's exported model, scored in-process (default: MODEL_DIR itself).")
+@click.option("--judge-url", help="Ask a running `hark-judge serve` instead, e.g. http://127.0.0.1:8080.")
+@click.option("--judge-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File whose first line is the judge's API key (with --judge-url).")
+@click.option("--sentry-threshold", type=click.FloatRange(0.0, 1.0),
+              help="Sentry threshold (default: its manifest's).")
+@click.option("--judge-threshold", type=click.FloatRange(0.0, 1.0),
+              help="Judge threshold (default: the judge's own).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Gaps of the positive stream.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON report (default MODEL_DIR/cascade_report.json).")
+@_fail_cleanly
+def cascade_eval(model_dir: Path, eval_root: Path, judge_model, judge_url, judge_key_file,
+                 sentry_threshold, judge_threshold, seed: int, out) -> None:
+    """FRR and false accepts per hour of the sentry alone and of sentry + judge."""
+    from sentry.judge_client import read_key_file
+
+    from .cascade import (REPORT_JSON, evaluate_cascade, format_cascade_table,
+                          write_cascade_report)
+    if judge_key_file and not judge_url:
+        raise click.UsageError("--judge-key-file goes with --judge-url")
+    from sentry.errors import SentryError
+    try:
+        key = read_key_file(judge_key_file) if judge_key_file else None
+    except SentryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    reports = evaluate_cascade(model_dir, eval_root, judge_dir=judge_model, judge_url=judge_url,
+                               judge_key=key, sentry_threshold=sentry_threshold,
+                               judge_threshold=judge_threshold, seed=seed)
+    context = {"sentry_model": str(model_dir), "judge": judge_url or str(judge_model or model_dir),
+               "eval_root": str(eval_root), "seed": seed}
+    path = write_cascade_report(reports, out or model_dir / REPORT_JSON, context)
+    click.echo(format_cascade_table(reports))
+    click.echo(f"report: {path}", err=True)
+
+
 if __name__ == "__main__":
     main()

@@ -123,7 +123,7 @@ def _mix_background(stream: np.ndarray, clips: Sequence[np.ndarray], background:
     return stream + gain * noise
 
 
-def _match(times: np.ndarray, regions: Sequence[Region], tolerance_s: float) -> tuple[int, int]:
+def match_detections(times: np.ndarray, regions: Sequence[Region], tolerance_s: float) -> tuple[int, int]:
     """(regions hit, detections outside every region) for sorted detection times.
 
     A detection hits region k when start_k <= t <= end_k + tolerance_s; it hits the
@@ -154,7 +154,7 @@ def frr_at(scores: np.ndarray, regions: Sequence[Region], settings: TriggerSetti
     if not regions:
         raise TrainerError("frr_at: no wake-word regions; "
                            "a positive stream needs at least one clip")
-    hits, _ = _match(detect(scores, settings), regions, tolerance_s)
+    hits, _ = match_detections(detect(scores, settings), regions, tolerance_s)
     missed = len(regions) - hits
     return missed / len(regions), missed, len(regions)
 
@@ -205,7 +205,7 @@ def sweep(pos_scores: np.ndarray, regions: Sequence[Region], neg_scores: np.ndar
     rows: list[dict[str, float | int]] = []
     for threshold in grid:
         pos_times = (detect_hops(pos_smooth, threshold, refractory_hops) + 1) * HOP_SECONDS
-        hits, pos_fa = _match(pos_times, regions, tolerance_s)
+        hits, pos_fa = match_detections(pos_times, regions, tolerance_s)
         n_fa = int(detect_hops(neg_smooth, threshold, refractory_hops).size)
         missed = len(regions) - hits
         rows.append({"threshold": round(float(threshold), 6), "frr": missed / len(regions),
@@ -301,7 +301,7 @@ def evaluate_set(score_fn: ScoreFn, positives: Sequence[np.ndarray], negative_st
     neg_scores = _scores(score_fn, negative_stream, f"{name} negative stream")
 
     frr, missed, _ = frr_at(pos_scores, regions, settings, tolerance_s)
-    _, pos_fa = _match(detect(pos_scores, settings), regions, tolerance_s)
+    _, pos_fa = match_detections(detect(pos_scores, settings), regions, tolerance_s)
     n_fa = false_accepts(neg_scores, settings)
     rows = sweep(pos_scores, regions, neg_scores, thresholds=thresholds,
                  smoothing_hops=settings.smoothing_hops, refractory_s=settings.refractory_s,
@@ -336,7 +336,7 @@ def write_report(reports: Sequence[SetReport], out_dir: str | Path,
     return json_path, png_path
 
 
-def _eval_sets(eval_root: Path) -> list[Path]:
+def find_eval_sets(eval_root: Path) -> list[Path]:
     if not eval_root.is_dir():
         raise TrainerError(f"{eval_root}: no such evaluation folder; create it with one subfolder "
                            f"per set, each holding {POSITIVE_DIR}/*.wav and {NEGATIVE_STREAM}")
@@ -366,7 +366,7 @@ def evaluate_model_dir(model_dir: str | Path, eval_root: str | Path, *,
     at the trigger settings in the model's manifest.
     """
     model_dir, eval_root = Path(model_dir), Path(eval_root)
-    sets = _eval_sets(eval_root)  # before the heavy imports: a typo should fail fast
+    sets = find_eval_sets(eval_root)  # before the heavy imports: a typo should fail fast
 
     from tqdm import tqdm
 

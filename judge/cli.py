@@ -1,0 +1,212 @@
+"""`hark-judge serve`: the judge under waitress, one or more worker processes.
+
+waitress is a pure-Python threaded WSGI server: each worker process answers requests
+on `--threads` threads, and onnxruntime releases the GIL while it scores, so threads
+already overlap inference. `--workers N` adds processes for the Python parts (WAV
+decoding, resampling, JSON), which the GIL serialises: the parent binds the listening
+socket, then forks N workers that share it (the kernel hands each connection to one of
+them) and each loads the model once. The parent only supervises: SIGTERM or Ctrl+C
+stops every worker gracefully (in-flight requests finish), and a worker that dies on
+its own stops the server with exit status 1, for systemd or a container runtime to
+restart it whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import DEFAULTS, JudgeError, __version__, validate_config
+
+log = logging.getLogger("judge")
+
+LISTEN_BACKLOG = 128
+"""Connections the kernel queues while every request thread is busy."""
+
+WAITRESS_BODY_FACTOR = 4
+"""waitress itself refuses (plain-text 413, without reading it) a body declared larger
+than this many times --max-body-bytes. Between the two limits the application reads
+the header and answers a JSON 413; keeping waitress's limit near ours bounds the disk
+a hostile client can fill with one request (waitress spools bodies to a temp file)."""
+
+DEFAULT_THREADS = 4
+"""Request threads per worker: enough to keep a 2-core machine busy while some
+threads wait on slow clients."""
+
+DEFAULT_IDLE_TIMEOUT_S = 30
+"""Seconds a connection may sit idle (not sending its request) before it is closed."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot resolve --host {host!r} ({exc})") from exc
+    family, socktype, proto, _, address = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host}:{port} ({exc.strerror}); pick "
+                                   "another --port, or --port 0 for any free one") from exc
+    sock.listen(LISTEN_BACKLOG)
+    return sock
+
+
+def _serve_worker(sock: socket.socket, config: dict[str, Any], threads: int,
+                  idle_timeout_s: int) -> None:
+    """Load the model and answer requests on `sock` until SIGTERM or SIGINT."""
+    from waitress.server import create_server
+
+    from . import create_app
+
+    app = create_app(config)
+    server = create_server(app, sockets=[sock], threads=threads,
+                           channel_timeout=idle_timeout_s, ident="hark-judge",
+                           # waitress looks for idle connections only this often (seconds)
+                           cleanup_interval=max(1, idle_timeout_s // 2),
+                           max_request_body_size=WAITRESS_BODY_FACTOR * config["MAX_BODY_BYTES"],
+                           backlog=LISTEN_BACKLOG)
+
+    def _stop(signum, frame):  # waitress finishes in-flight requests on SystemExit
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    server.run()
+
+
+def _fork_workers(sock: socket.socket, n: int, config: dict[str, Any], threads: int,
+                  idle_timeout_s: int) -> int:
+    """Run n worker processes; returns the exit status for the parent."""
+    children: set[int] = set()
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:  # worker: never returns into the parent's code
+            code = 0
+            try:
+                _serve_worker(sock, config, threads, idle_timeout_s)
+            except JudgeError as exc:
+                click.echo(f"hark-judge: worker {os.getpid()} cannot start: {exc}", err=True)
+                code = 1
+            except KeyboardInterrupt:
+                pass
+            except BaseException:  # noqa: BLE001 - the worker must not unwind into the parent
+                log.exception("worker %d failed", os.getpid())
+                code = 1
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        children.add(pid)
+
+    stopping = False
+
+    def _stop_all(signum, frame):
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, _stop_all)
+    signal.signal(signal.SIGINT, _stop_all)
+    failed = False
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if not stopping:
+            log.error("worker %d exited with status %d; stopping the server", pid, code)
+            failed = True
+            _stop_all(signal.SIGTERM, None)
+    return 1 if failed else 0
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hark-judge")
+@click.option("-v", "--verbose", is_flag=True, help="Log every verdict to stderr.")
+def cli(verbose: bool) -> None:
+    """Hark's judge: verify the sentry's wake-word detections with a larger model."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="hark-judge[%(process)d]: %(message)s")
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Model folder written by `hark export` (clip.onnx + manifest.json).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 for every interface.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="TCP port; 0 picks a free one (printed on stderr).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes, each with its own copy of the model.")
+@click.option("--threads", type=click.IntRange(1, 256), default=DEFAULT_THREADS,
+              show_default=True, help="Request threads per worker.")
+@click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="API keys, one per line ('#' comments). $HARK_JUDGE_KEYS is read too.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Score (0-1) needed to verify; default the manifest's threshold.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1024), default=DEFAULTS["MAX_BODY_BYTES"],
+              show_default=True, help="Largest request body accepted (413 beyond).")
+@click.option("--max-clip-seconds", type=click.FloatRange(min=0.1), default=DEFAULTS["MAX_CLIP_SECONDS"],
+              show_default=True, help="Longest clip accepted, in seconds of audio (400 beyond).")
+@click.option("--idle-timeout", "idle_timeout_s", type=click.IntRange(min=1),
+              default=DEFAULT_IDLE_TIMEOUT_S, show_default=True,
+              help="Seconds before an idle or stalled connection is closed.")
+def serve(model_dir: Path, host: str, port: int, workers: int, threads: int,
+          keys_file: Path | None, threshold: float | None, max_body_bytes: int,
+          max_clip_seconds: float, idle_timeout_s: int) -> None:
+    """Serve POST /v1/verify, /v1/models, /healthz, /readyz, /metrics and /openapi.json.
+
+    Stops gracefully on SIGTERM or Ctrl+C.
+    """
+    config = {"MODEL_DIR": str(model_dir), "KEYS_FILE": keys_file, "THRESHOLD": threshold,
+              "MAX_BODY_BYTES": max_body_bytes, "MAX_CLIP_SECONDS": max_clip_seconds}
+    try:
+        validate_config(config)
+    except JudgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sock = _bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    click.echo(f"hark-judge {__version__}: serving {model_dir} on http://{bound_host}:{bound_port} "
+               f"with {workers} worker(s) x {threads} thread(s) (Ctrl+C to stop)", err=True)
+    sys.stderr.flush()
+    if workers == 1:
+        try:
+            _serve_worker(sock, config, threads, idle_timeout_s)
+        except JudgeError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sock.close()
+        status = 0
+    else:
+        status = _fork_workers(sock, workers, config, threads, idle_timeout_s)
+        sock.close()
+    click.echo("hark-judge: stopped", err=True)
+    if status:
+        raise click.ClickException("a worker failed; see the messages above")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (`hark-judge`); argv defaults to sys.argv[1:]."""
+    cli.main(args=argv, prog_name="hark-judge")
+
+
+if __name__ == "__main__":
+    main()

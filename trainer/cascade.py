@@ -1,0 +1,244 @@
+"""Cascade evaluation: the sentry alone versus the sentry with a judge, on the same audio.
+
+Each evaluation set (eval_root/<set>/positive/*.wav and negative_stream.wav, as for
+`hark eval`) is scored once by the sentry, exactly as `trainer.evaluate` does: the
+positives laid end to end with gaps (`build_positive_stream`), the negative stream as
+is, the sentry's own trigger turning scores into detections. Every detection's clip is
+then cut as the device would cut it (`sentry.judge_client.clip_span`: the sentry's
+1.5 s window plus 0.5 s of pre-roll before the detection, 0.24 s after) and scored by
+the judge, in-process (judge.verifier, fast) or over HTTP (a running `hark-judge`).
+
+The cascade keeps the detections the judge verifies. Both sides are matched to the
+wake-word regions by the same rule as `hark eval`, so the two rows of the report are
+directly comparable: FRR (missed wake words / all), FA/h (detections in the negative
+stream per hour). Because judge scores are kept per detection, the report also sweeps
+the judge's threshold at no extra cost.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from sentry.constants import SAMPLE_RATE
+from sentry.judge_client import clip_span
+
+from .errors import TrainerError
+from .evaluate import (DEFAULT_TOLERANCE_S, NEGATIVE_STREAM, POSITIVE_DIR, SECONDS_PER_HOUR,
+                       Region, find_eval_sets, match_detections, build_positive_stream)
+
+REPORT_JSON = "cascade_report.json"
+
+JUDGE_SWEEP = tuple(round(t, 2) for t in np.arange(0.05, 1.0, 0.05)) + (0.97, 0.99)
+"""Judge thresholds the report sweeps: every 0.05, plus two near 1."""
+
+
+class Judge(Protocol):
+    """Anything that scores a clip: float32 16 kHz mono pcm -> probability (0..1)."""
+
+    threshold: float | None
+
+    def score(self, pcm: np.ndarray) -> float: ...
+
+
+class HttpJudge:
+    """A running judge server asked over HTTP (sentry.judge_client, no policy fallback:
+    an evaluation with an unreachable judge is an error, not a number)."""
+
+    def __init__(self, url: str, key: str | None, timeout_s: float = 10.0) -> None:
+        from sentry.errors import SentryError
+        from sentry.judge_client import JudgeClient, Policy
+
+        try:
+            self.client = JudgeClient(url, key, timeout_s=timeout_s, policy=Policy.FAIL_CLOSED,
+                                      device_id="hark-cascade-eval")
+        except SentryError as exc:
+            raise TrainerError(str(exc)) from exc
+        self.threshold: float | None = None  # the server's, learnt from its first verdict
+
+    def score(self, pcm: np.ndarray) -> float:
+        verdict = self.client.verify_pcm(pcm)
+        if verdict.source != "judge" or verdict.score is None:
+            raise TrainerError(f"the judge at {self.client.url} gave no verdict ({verdict.error}); "
+                               "check that `hark-judge serve` runs there and the key is right")
+        self.threshold = verdict.threshold
+        return float(verdict.score)
+
+
+def cut_clip(stream: np.ndarray, time_s: float) -> np.ndarray:
+    """The clip a device would send for a detection at `time_s` seconds of `stream`."""
+    start, end = clip_span(time_s)
+    return stream[max(start, 0):min(end, stream.size)]
+
+
+@dataclass
+class SideReport:
+    """One side of the comparison (sentry alone, or sentry + judge) on one set."""
+
+    frr: float
+    """Missed wake words / all wake words (0..1)."""
+    missed: int
+    fa_per_hour: float
+    false_accepts: int
+    positive_stream_false_accepts: int
+    """Detections outside every wake word of the positive stream (reported, not in FRR)."""
+
+
+@dataclass
+class CascadeSetReport:
+    name: str
+    n_positive: int
+    negative_hours: float
+    sentry_threshold: float
+    judge_threshold: float | None
+    sentry: SideReport
+    cascade: SideReport
+    fa_removed: float | None
+    """Fraction (0..1) of the sentry's false accepts the judge rejected; None if it had none."""
+    frr_added: float
+    """cascade FRR - sentry FRR (0..1; the judge can only add misses)."""
+    judge_calls: int
+    judge_ms_mean: float
+    judge_sweep: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _side(pos_times: np.ndarray, regions: Sequence[Region], n_neg: int, hours: float,
+          tolerance_s: float) -> SideReport:
+    hits, pos_fa = match_detections(np.sort(pos_times), regions, tolerance_s)
+    missed = len(regions) - hits
+    return SideReport(frr=missed / len(regions), missed=missed, fa_per_hour=n_neg / hours,
+                      false_accepts=n_neg, positive_stream_false_accepts=pos_fa)
+
+
+def evaluate_cascade_set(detector, judge: Judge, positives: Sequence[np.ndarray],
+                         negative_stream: np.ndarray, *, judge_threshold: float | None = None,
+                         rng: np.random.Generator | None = None, name: str = "eval",
+                         tolerance_s: float = DEFAULT_TOLERANCE_S) -> CascadeSetReport:
+    """Sentry alone vs sentry + judge on one set.
+
+    detector: a sentry.detector.Detector at the sentry's operating trigger settings.
+    judge: scores each detection's clip. judge_threshold: verified when score >= it;
+        default the judge's own threshold.
+    """
+    started = time.perf_counter()
+    rng = np.random.default_rng(0) if rng is None else rng
+    negative_stream = np.asarray(negative_stream, dtype=np.float32).reshape(-1)
+    hours = negative_stream.size / SAMPLE_RATE / SECONDS_PER_HOUR
+    if hours <= 0:
+        raise TrainerError(f"{name}: the negative stream is empty; give it an hour or so of "
+                           "audio without the wake word")
+    stream, regions = build_positive_stream(positives, rng)
+    pos_times = np.array([d.time_s for d in detector.detect_pcm(stream)], dtype=np.float64)
+    neg_times = np.array([d.time_s for d in detector.detect_pcm(negative_stream)], np.float64)
+
+    judge_started = time.perf_counter()
+    pos_scores = np.array([judge.score(cut_clip(stream, t)) for t in pos_times], np.float64)
+    neg_scores = np.array([judge.score(cut_clip(negative_stream, t)) for t in neg_times],
+                          np.float64)
+    calls = pos_times.size + neg_times.size
+    judge_ms = (time.perf_counter() - judge_started) * 1000.0 / max(calls, 1)
+
+    threshold = judge_threshold if judge_threshold is not None else judge.threshold
+    sentry_side = _side(pos_times, regions, int(neg_times.size), hours, tolerance_s)
+
+    def with_judge(t: float | None) -> SideReport:
+        if t is None:  # no detection was judged, so no threshold was learnt: nothing to drop
+            return sentry_side
+        return _side(pos_times[pos_scores >= t], regions, int((neg_scores >= t).sum()), hours,
+                     tolerance_s)
+
+    cascade_side = with_judge(threshold)
+    sweep = [{"judge_threshold": t, **asdict(with_judge(t))} for t in JUDGE_SWEEP]
+    fa_removed = (1.0 - cascade_side.false_accepts / sentry_side.false_accepts
+                  if sentry_side.false_accepts else None)
+    return CascadeSetReport(
+        name=name, n_positive=len(regions), negative_hours=hours,
+        sentry_threshold=float(detector.settings.threshold), judge_threshold=threshold,
+        sentry=sentry_side, cascade=cascade_side, fa_removed=fa_removed,
+        frr_added=cascade_side.frr - sentry_side.frr, judge_calls=int(calls),
+        judge_ms_mean=judge_ms, judge_sweep=sweep, elapsed_s=time.perf_counter() - started)
+
+
+def evaluate_cascade(sentry_dir: str | Path, eval_root: str | Path, *,
+                     judge_dir: str | Path | None = None, judge_url: str | None = None,
+                     judge_key: str | None = None, sentry_threshold: float | None = None,
+                     judge_threshold: float | None = None, seed: int = 0,
+                     progress: bool = True) -> list[CascadeSetReport]:
+    """Run the cascade comparison on every set under `eval_root`.
+
+    sentry_dir: the sentry's exported model. judge_dir: the judge's exported model
+    (default the sentry's own), scored in-process; or judge_url (+ judge_key) to ask a
+    running server instead. sentry_threshold: override the sentry's manifest threshold
+    (a cascade usually runs its sentry lower, for recall).
+    """
+    if judge_dir is not None and judge_url is not None:
+        raise TrainerError("give either a judge model folder or a judge URL, not both")
+    sets = find_eval_sets(Path(eval_root))  # a typo fails before anything slow
+
+    from tqdm import tqdm
+
+    from sentry.detector import Detector
+    from sentry.errors import SentryError
+
+    from .audio import load_audio
+
+    try:
+        detector = Detector(sentry_dir, threshold=sentry_threshold)
+    except SentryError as exc:
+        raise TrainerError(f"{sentry_dir}: cannot load the sentry model ({exc})") from exc
+    judge: Judge
+    if judge_url is not None:
+        judge = HttpJudge(judge_url, judge_key)
+    else:
+        from judge.errors import JudgeError
+        from judge.verifier import Verifier
+
+        try:
+            judge = Verifier(judge_dir or sentry_dir)
+        except JudgeError as exc:
+            raise TrainerError(f"cannot load the judge model: {exc}") from exc
+
+    reports = []
+    for folder in tqdm(sets, desc="cascade sets", unit="set", disable=not progress):
+        wavs = sorted((folder / POSITIVE_DIR).glob("*.wav"))
+        positives = [load_audio(p) for p in wavs]
+        negative = load_audio(folder / NEGATIVE_STREAM)
+        reports.append(evaluate_cascade_set(
+            detector, judge, positives, negative, judge_threshold=judge_threshold,
+            rng=np.random.default_rng(seed), name=folder.name))
+    return reports
+
+
+def write_cascade_report(reports: Sequence[CascadeSetReport], path: str | Path,
+                         context: dict[str, Any]) -> Path:
+    """Write the reports and how they were made (`context`: models, URL, options) as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**context, "sets": [r.to_dict() for r in reports]}
+    path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def format_cascade_table(reports: Sequence[CascadeSetReport]) -> str:
+    """A plain-text table: FRR and FA/h for the sentry alone and with the judge."""
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    header = (f"{'set':<10} {'wake words':>10} {'neg h':>6} | {'sentry FRR':>10} {'FA/h':>7} | "
+              f"{'cascade FRR':>11} {'FA/h':>7} | {'FA removed':>10} {'FRR added':>9}")
+    lines = [header, "-" * len(header)]
+    for r in reports:
+        lines.append(f"{r.name:<10} {r.n_positive:>10} {r.negative_hours:>6.2f} | "
+                     f"{pct(r.sentry.frr):>10} {r.sentry.fa_per_hour:>7.2f} | "
+                     f"{pct(r.cascade.frr):>11} {r.cascade.fa_per_hour:>7.2f} | "
+                     f"{pct(r.fa_removed):>10} {100 * r.frr_added:>8.1f}p")
+    return "\n".join(lines)

@@ -74,7 +74,7 @@ def to_float32(chunk: np.ndarray | bytes | bytearray | memoryview) -> np.ndarray
                       "in [-1, 1], or raw int16 bytes")
 
 
-def _decode_pcm(raw: bytes, width: int, is_float: bool) -> np.ndarray:
+def decode_pcm(raw: bytes, width: int, is_float: bool) -> np.ndarray:
     """Interleaved little-endian sample bytes -> float32 in [-1, 1]."""
     if is_float:
         return np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8").astype(np.float32)
@@ -93,7 +93,7 @@ def _decode_pcm(raw: bytes, width: int, is_float: bool) -> np.ndarray:
 # --------------------------------------------------------------------------- WAV files
 
 @dataclass(frozen=True)
-class _WavFormat:
+class WavFormat:
     format_tag: int  # the effective tag (SubFormat's for extensible files)
     channels: int
     rate: int  # Hz
@@ -103,7 +103,7 @@ class _WavFormat:
     extensible: bool  # WAVE_FORMAT_EXTENSIBLE header, which the stdlib `wave` (3.11) rejects
 
 
-def _parse_riff(path: Path, blob: bytes) -> _WavFormat:
+def parse_riff(path: Path, blob: bytes) -> WavFormat:
     """Walk the RIFF chunks for 'fmt ' and 'data'; every problem names the file."""
     if len(blob) < 12 or blob[:4] not in (b"RIFF", b"RIFX") or blob[8:12] != b"WAVE":
         raise SentryError(f"{path}: not a WAV file (no RIFF/WAVE header); convert it, e.g. "
@@ -129,13 +129,13 @@ def _parse_riff(path: Path, blob: bytes) -> _WavFormat:
         elif cid == b"data":
             if fmt is None:
                 raise SentryError(f"{path}: 'data' chunk before 'fmt '; the WAV header is malformed")
-            return _WavFormat(*fmt[:4], data_offset=body, data_size=size, extensible=fmt[4])
+            return WavFormat(*fmt[:4], data_offset=body, data_size=size, extensible=fmt[4])
         pos = body + size + (size & 1)  # chunks are padded to even sizes
     missing = "'fmt '" if fmt is None else "'data'"
     raise SentryError(f"{path}: truncated WAV, no {missing} chunk found")
 
 
-def _check_format(path: Path, fmt: _WavFormat) -> None:
+def check_format(path: Path, fmt: WavFormat) -> None:
     if fmt.channels < 1 or fmt.rate < 1:
         raise SentryError(f"{path}: WAV header claims {fmt.channels} channels at {fmt.rate} Hz")
     if fmt.format_tag == WAVE_FORMAT_PCM and fmt.width in PCM_WIDTHS:
@@ -146,7 +146,7 @@ def _check_format(path: Path, fmt: _WavFormat) -> None:
                       f"{8 * fmt.width}-bit); use 8/16/24/32-bit PCM or 32/64-bit float")
 
 
-def _read_wave_module(path: Path, fmt: _WavFormat) -> bytes:
+def _read_wave_module(path: Path, fmt: WavFormat) -> bytes:
     """Plain PCM through the stdlib reader, which also checks the header's arithmetic."""
     try:
         with wave.open(str(path), "rb") as wav:
@@ -173,8 +173,8 @@ def read_wav(path: str | Path) -> np.ndarray:
         blob = path.read_bytes()
     except OSError as exc:
         raise SentryError(f"{path}: cannot read ({exc.strerror})") from exc
-    fmt = _parse_riff(path, blob)
-    _check_format(path, fmt)
+    fmt = parse_riff(path, blob)
+    check_format(path, fmt)
     frame_bytes = fmt.channels * fmt.width
     if fmt.format_tag == WAVE_FORMAT_PCM and not fmt.extensible:
         raw = _read_wave_module(path, fmt)
@@ -184,7 +184,7 @@ def read_wav(path: str | Path) -> np.ndarray:
             raise SentryError(f"{path}: truncated WAV, the header promises {fmt.data_size} bytes "
                               f"of audio but the file holds {len(raw)}")
     raw = raw[:len(raw) - len(raw) % frame_bytes]
-    samples = _decode_pcm(raw, fmt.width, fmt.format_tag == WAVE_FORMAT_IEEE_FLOAT)
+    samples = decode_pcm(raw, fmt.width, fmt.format_tag == WAVE_FORMAT_IEEE_FLOAT)
     mono = samples.reshape(-1, fmt.channels).mean(axis=1, dtype=np.float32)
     return resample(mono, fmt.rate, SAMPLE_RATE)
 

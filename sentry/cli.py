@@ -29,10 +29,18 @@ def _user_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
-def _format(detection: Detection, as_json: bool) -> str:
+def _format(detection: Detection, as_json: bool, verdict=None) -> str:
+    """One output line; `verdict` (a judge_client.Verdict) when a judge was asked."""
     if as_json:
-        return json.dumps(detection.to_dict())
-    return f"{detection.time_s:9.2f} s  {detection.wake_word}  (score {detection.score:.3f})"
+        record = detection.to_dict()
+        if verdict is not None:
+            record["judge"] = verdict.to_dict()
+        return json.dumps(record)
+    line = f"{detection.time_s:9.2f} s  {detection.wake_word}  (score {detection.score:.3f})"
+    if verdict is not None:
+        line += (f"  judge {verdict.score:.3f}" if verdict.source == "judge"
+                 else f"  judge: none ({verdict.error}), {verdict.source}")
+    return line
 
 
 def _model_option(f):
@@ -81,6 +89,20 @@ def scan(wav: Path, model_dir: Path, as_json: bool, int8: bool, threshold: float
                f"of {wav} (threshold {detector.settings.threshold:g})", err=True)
 
 
+def _judge_options(f):
+    f = click.option("--judge-timeout", type=click.FloatRange(min=0.01), default=2.0,
+                     show_default=True, help="Seconds per request to the judge.")(f)
+    f = click.option("--judge-policy", type=click.Choice(["fail-open", "fail-closed"]),
+                     default="fail-open", show_default=True,
+                     help="When the judge cannot be reached: act on the sentry alone "
+                          "(fail-open) or drop the detection (fail-closed).")(f)
+    f = click.option("--judge-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     default=None, help="File whose first line is the judge's API key.")(f)
+    f = click.option("--judge-url", default=None,
+                     help="Verify each detection with this judge, e.g. http://judge.local:8080.")(f)
+    return f
+
+
 @cli.command()
 @_model_option
 @click.option("--stdin-raw", is_flag=True,
@@ -91,14 +113,22 @@ def scan(wav: Path, model_dir: Path, as_json: bool, int8: bool, threshold: float
               help="Microphone: index or name as listed by `python -m sounddevice`.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per detection.")
 @_detector_options
+@_judge_options
 def listen(model_dir: Path, stdin_raw: bool, rate: int, device: str | None, as_json: bool,
-           int8: bool, threshold: float | None) -> None:
+           int8: bool, threshold: float | None, judge_url: str | None,
+           judge_key_file: Path | None, judge_policy: str, judge_timeout: float) -> None:
     """Print detections from a microphone (or stdin) as they happen.
 
-    Stops cleanly at end of input, on Ctrl+C (SIGINT) or on SIGTERM.
+    With --judge-url, each detection is first verified by a judge server (`hark-judge
+    serve`) and printed only if the judge agrees, or per --judge-policy when it cannot
+    be reached; capture and scoring never wait for it. Stops cleanly at end of input,
+    on Ctrl+C (SIGINT) or on SIGTERM.
     """
     if stdin_raw and device is not None:
         raise click.UsageError("--device selects a microphone; it cannot be combined with --stdin-raw")
+    if judge_url is None and judge_key_file is not None:
+        raise click.UsageError("--judge-key-file needs --judge-url")
+    gate = None
     with _user_errors():
         detector = Detector(model_dir, int8=int8, threshold=threshold)
         if stdin_raw:
@@ -106,16 +136,91 @@ def listen(model_dir: Path, stdin_raw: bool, rate: int, device: str | None, as_j
         else:
             mic = int(device) if device is not None and device.isdigit() else device
             source = MicrophoneSource(rate, mic)
-        listener = Listener(detector, source,
-                            lambda detection: click.echo(_format(detection, as_json)))
+        if judge_url is None:
+            listener = Listener(detector, source,
+                                lambda detection: click.echo(_format(detection, as_json)))
+        else:
+            gate = _judge_gate(judge_url, judge_key_file, judge_policy, judge_timeout, as_json)
+            listener = Listener(detector, source, gate.on_detection, on_audio=gate.on_audio)
         where = "stdin" if stdin_raw else f"microphone {device if device is not None else '(default)'}"
         click.echo(f"listening for '{detector.wake_word}' on {where} at {rate} Hz "
                    "(Ctrl+C to stop)", err=True)
-        with stop_on_signals(listener.stop):
-            stats = listener.run()
+        try:
+            with stop_on_signals(listener.stop):
+                stats = listener.run()
+        finally:
+            verdicts = gate.close() if gate is not None else None
     click.echo(f"stopped after {stats.audio_s:.1f} s of audio: {stats.detections} detection(s), "
                f"{stats.dropped_chunks} dropped chunk(s)", err=True)
+    if verdicts is not None:
+        click.echo(f"judge: {verdicts.verified} verified, {verdicts.rejected} rejected, "
+                   f"{verdicts.policy} decided by --judge-policy {judge_policy}", err=True)
 
+
+def _judge_gate(url: str, key_file: Path | None, policy: str, timeout_s: float, as_json: bool):
+    """A JudgeGate that prints each detection the judge (or the policy) lets through."""
+    from .judge_client import JudgeClient, read_key_file
+    from .judge_gate import JudgeGate
+
+    key = read_key_file(key_file) if key_file is not None else None
+    client = JudgeClient(url, key, timeout_s=timeout_s, policy=policy)
+    return JudgeGate(client, lambda detection, verdict: click.echo(
+        _format(detection, as_json, verdict)))
+
+
+WYOMING_URI = "tcp://127.0.0.1:10400"
+"""10400 is the port Home Assistant's Wyoming wake-word services (openWakeWord) use."""
+
+
+@cli.command("wyoming")
+@click.option("--uri", default=WYOMING_URI, show_default=True,
+              help="Where to listen: tcp://HOST:PORT (tcp://0.0.0.0:10400 lets Home Assistant "
+                   "on another machine connect) or unix://PATH.")
+@click.option("--model-dir", "model_dirs", multiple=True, required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help=MODEL_HELP + " Repeat to serve several wake words on one stream.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Smoothed score (0-1) needed to fire, for every model; default from each manifest.")
+@click.option("--trigger-level", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Consecutive 80 ms hops at or above the threshold before a detection is sent.")
+@click.option("--refractory-s", type=click.FloatRange(min=0.0), default=None,
+              help="Seconds a model stays quiet after a detection; default from each manifest.")
+@click.option("--int8", is_flag=True, help="Use the quantized classifiers (model.int8.onnx).")
+@_judge_options
+def wyoming_service(uri: str, model_dirs: tuple[Path, ...], threshold: float | None,
+                    trigger_level: int, refractory_s: float | None, int8: bool,
+                    judge_url: str | None, judge_key_file: Path | None, judge_policy: str,
+                    judge_timeout: float) -> None:
+    """Serve wake words to Home Assistant over the Wyoming protocol.
+
+    Add it in Home Assistant under Settings > Devices & services > Add integration >
+    Wyoming Protocol, with this machine's host name and port. With --judge-url each
+    detection is verified by a judge first (a judge serves one wake word, so one
+    --model-dir). Needs `pip install "hark[wyoming]"`. Stops on Ctrl+C or SIGTERM.
+    """
+    import asyncio
+
+    if judge_url is None and judge_key_file is not None:
+        raise click.UsageError("--judge-key-file needs --judge-url")
+    if judge_url is not None and len(model_dirs) > 1:
+        raise click.UsageError("a judge verifies one wake word: --judge-url takes one --model-dir; "
+                               "run one service per judged wake word")
+    with _user_errors():
+        from .judge_client import JudgeClient, read_key_file
+        from .wyoming import WakeService, judge_verifier, serve
+
+        verify = None
+        if judge_url is not None:
+            key = read_key_file(judge_key_file) if judge_key_file is not None else None
+            verify = judge_verifier(JudgeClient(judge_url, key, timeout_s=judge_timeout,
+                                                policy=judge_policy))
+        service = WakeService(model_dirs, threshold=threshold, trigger_level=trigger_level,
+                              refractory_s=refractory_s, int8=int8, verify=verify)
+        names = ", ".join(f"'{model.name}'" for model in service.models)
+        judged = f", verified by {judge_url}" if judge_url else ""
+        asyncio.run(serve(service, uri, on_ready=lambda: click.echo(
+            f"serving {names}{judged} over Wyoming on {uri} (Ctrl+C to stop)", err=True)))
+    click.echo("stopped", err=True)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (`hark-sentry`); argv defaults to sys.argv[1:]."""

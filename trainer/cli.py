@@ -78,6 +78,12 @@ def train(config_path, dataset, run_dir: Path, epochs, resume: bool) -> None:
     if epochs:
         overrides["train.epochs"] = epochs
     config = load_config(config_path, overrides)
+    # The dataset decides what the model detects: a synthesized dataset names its phrase.
+    from .dataset import read_manifest
+    phrase = read_manifest(Path(config.data.dataset)).get("phrase") if Path(config.data.dataset).is_dir() else None
+    if phrase and phrase != config.wake_word:
+        logging.getLogger(__name__).info("wake word '%s' (from the dataset's manifest)", phrase)
+        config = load_config(config_path, {**overrides, "wake_word": phrase})
     result = run_training(config, run_dir, resume=resume)
     click.echo(f"trained {result.epochs_run} epoch(s) in {result.seconds:.0f} s; best epoch "
                f"{result.best_epoch} (val loss {result.best_val_loss:.4f}); {result.parameters} parameters")

@@ -39,3 +39,22 @@ def test_training_on_a_missing_dataset_is_a_clean_error(tmp_path):
 def test_export_of_an_empty_run_dir_is_a_clean_error(tmp_path):
     result = CliRunner().invoke(main, ["export", str(tmp_path)])
     assert result.exit_code == 1 and "no checkpoint" in result.output
+
+
+def test_train_takes_the_wake_word_from_the_dataset_manifest(tmp_path, monkeypatch):
+    import json
+
+    import trainer.loop
+    seen = {}
+
+    def fake_training(config, run_dir, resume=False):  # records the resolved config only
+        seen["wake_word"] = config.wake_word
+        raise trainer.loop.TrainerError("stop here")
+
+    monkeypatch.setattr(trainer.loop, "train", fake_training)
+    data = tmp_path / "ok"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"format": 1, "phrase": "ok computer", "clips": []}))
+    result = CliRunner().invoke(main, ["train", "--dataset", str(data), "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "stop here" in result.output
+    assert seen["wake_word"] == "ok computer"

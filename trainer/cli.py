@@ -49,15 +49,17 @@ def main(verbose: bool) -> None:
 @click.option("--neighbours", type=int, default=None, help="Phonetic-neighbour hard negatives (default 3000).")
 @click.option("--eval/--no-eval", "with_eval", default=True, show_default=True,
               help="Also write held-out evaluation sets under OUT/eval.")
+@click.option("--eval-minutes", type=click.FloatRange(min=0.5), default=60.0, show_default=True,
+              help="Minutes of continuous negative audio in each eval set (FA/h resolution).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset folder.")
 @_fail_cleanly
-def synth(phrase: str, out: Path, positives, negatives, neighbours, with_eval: bool, seed: int,
-          overwrite: bool) -> None:
+def synth(phrase: str, out: Path, positives, negatives, neighbours, with_eval: bool,
+          eval_minutes: float, seed: int, overwrite: bool) -> None:
     """Synthesize a training dataset for PHRASE with espeak-ng voices."""
     from .pipeline import synth_all
     synth_all(phrase, out, positives=positives, negatives=negatives, neighbours=neighbours,
-              with_eval=with_eval, seed=seed, overwrite=overwrite)
+              with_eval=with_eval, eval_minutes=eval_minutes, seed=seed, overwrite=overwrite)
 
 
 @main.command()

@@ -31,8 +31,8 @@ DEMO_PHRASES = 6
 
 
 def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives: int | None = None,
-              neighbours: int | None = None, with_eval: bool = True, seed: int = 0,
-              overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+              neighbours: int | None = None, with_eval: bool = True, eval_minutes: float = 60.0,
+              seed: int = 0, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     from .synth.build import SynthConfig, synthesize_dataset
     from .synth.evalsets import synthesize_eval_sets
     settings = SynthConfig(seed=seed)
@@ -46,7 +46,8 @@ def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives
     dataset = synthesize_dataset(phrase, out, settings, progress=progress, overwrite=overwrite)
     summary = dataset.summary()
     if with_eval:
-        synthesize_eval_sets(phrase, out, seed=seed + 1)
+        synthesize_eval_sets(phrase, out, negative_minutes_espeak=eval_minutes,
+                             negative_minutes_heldout=eval_minutes, seed=seed + 1, progress=progress)
     summary["seconds"] = round(time.monotonic() - began, 1)
     print(json.dumps(summary, indent=2))
     return summary

@@ -181,5 +181,28 @@ def cascade_eval(model_dir: Path, eval_root: Path, judge_model, judge_url, judge
     click.echo(f"report: {path}", err=True)
 
 
+@main.command(name="plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_fail_cleanly
+def list_plugins(as_json: bool) -> None:
+    """List loaded trainer plugins, their versions, and what each registers."""
+    from dataclasses import asdict
+
+    from .plugins import PluginManager
+    infos = PluginManager().plugins()
+    if as_json:
+        click.echo(json.dumps([asdict(i) for i in infos], indent=2))
+        return
+    for info in infos:
+        click.echo(f"{info.name} {info.version}")
+        for kind, names in info.registers.items():
+            click.echo(f"  {kind}: {', '.join(names)}")
+        events = [h for h in info.hooks if h.startswith("on_")]
+        if events:
+            click.echo(f"  hooks: {', '.join(events)}")
+    if not infos:
+        click.echo("no plugins loaded (all blocked?)")
+
+
 if __name__ == "__main__":
     main()

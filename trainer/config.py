@@ -33,12 +33,45 @@ class DataConfig:
     """Positives longer than this (after trimming) do not fit the window and are skipped, counted."""
 
 
+AUGMENTATIONS = ("noise", "lowpass", "gain", "mel_warp", "specaugment")
+"""The default chain, in order: waveform steps first, then feature steps (see plugins/)."""
+SNR_SCHEDULES = ("none", "linear", "cosine", "step")
+
+
 @dataclass
 class AugmentConfig:
+    chain: tuple[str, ...] = AUGMENTATIONS
+    """Augmentations applied to training batches, by registered name (`hark plugins` lists
+    them); each reads its probability and ranges from the keys below. Empty: none."""
     noise_probability: float = 0.8
     snr_db: tuple[float, float] = (0.0, 25.0)
-    """Background noise mixed at an SNR drawn uniformly from this range (dB)."""
+    """Background noise mixed at an SNR drawn uniformly from this range (dB), unless
+    snr_schedule moves it over the epochs."""
+    noise_source: str = "background"
+    """"background": clips from the dataset's background/ folder (an error if empty);
+    "colored": synthetic noise with a random spectral slope."""
+    snr_schedule: str = "none"
+    """How the SNR range moves over training: none (snr_db throughout), linear, cosine or
+    step (halfway) from snr_start_db at the first epoch to snr_end_db at the last."""
+    snr_start_db: tuple[float, float] = (15.0, 30.0)
+    """Easy: the first epoch's SNR range (dB)."""
+    snr_end_db: tuple[float, float] = (0.0, 20.0)
+    """Hard: the last epoch's SNR range (dB)."""
+    gain_probability: float = 1.0
     gain_db: tuple[float, float] = (-18.0, 6.0)
+    reverb_probability: float = 0.5
+    reverb_source: str = "generated"
+    """"rir": impulse responses from the dataset's rir/ folder; "generated": synthetic rooms."""
+    reverb_rt60_s: tuple[float, float] = (0.2, 0.8)
+    """Reverberation time of generated rooms (seconds): a furnished room to a bare kitchen."""
+    pitch_probability: float = 0.5
+    pitch_semitones: tuple[float, float] = (-2.0, 2.0)
+    speed_probability: float = 0.5
+    speed_factor: tuple[float, float] = (0.9, 1.1)
+    """Playback-rate factor (pitch moves with it); the window stays end-aligned."""
+    shift_probability: float = 0.0
+    shift_s: tuple[float, float] = (-0.05, 0.05)
+    """Circular time shift (seconds); off by default: end_jitter_s already places the word."""
     end_jitter_s: tuple[float, float] = (0.0, 0.25)
     """Silence between the end of the wake word and the end of the window (seconds)."""
     lowpass_probability: float = 0.25
@@ -188,10 +221,27 @@ def validate(config: Config) -> list[str]:
     if len(config.model.strides) != len(config.model.channels) - 1:
         problems.append("model.strides: need one stride per block "
                         f"({len(config.model.channels) - 1}), got {len(config.model.strides)}")
-    for name in ("snr_db", "gain_db", "end_jitter_s", "lowpass_hz", "mel_warp"):
+    for name in ("snr_db", "gain_db", "end_jitter_s", "lowpass_hz", "mel_warp", "snr_start_db",
+                 "snr_end_db", "shift_s", "reverb_rt60_s", "pitch_semitones", "speed_factor"):
         lo, hi = getattr(config.augment, name)
         if lo > hi:
             problems.append(f"augment.{name}: low {lo} > high {hi}")
+    if config.augment.snr_schedule not in SNR_SCHEDULES:
+        problems.append(f"augment.snr_schedule: unknown '{config.augment.snr_schedule}' "
+                        f"(known: {', '.join(SNR_SCHEDULES)})")
+    if config.augment.reverb_source not in ("rir", "generated"):
+        problems.append(f"augment.reverb_source: unknown '{config.augment.reverb_source}' "
+                        "(known: rir, generated)")
+    if config.augment.reverb_rt60_s[0] <= 0 or config.augment.speed_factor[0] <= 0:
+        problems.append("augment.reverb_rt60_s and augment.speed_factor: must be > 0")
+    if config.augment.noise_source not in ("background", "colored"):
+        problems.append(f"augment.noise_source: unknown '{config.augment.noise_source}' "
+                        "(known: background, colored)")
+    for name in ("noise_probability", "gain_probability", "shift_probability",
+                 "lowpass_probability", "mel_warp_probability", "reverb_probability",
+                 "pitch_probability", "speed_probability"):
+        if not 0 <= getattr(config.augment, name) <= 1:
+            problems.append(f"augment.{name}: must be in [0, 1], got {getattr(config.augment, name)}")
     for key, value in (("train.epochs", config.train.epochs), ("train.batch_size", config.train.batch_size)):
         if value < 1:
             problems.append(f"{key}: must be >= 1, got {value}")

@@ -4,6 +4,7 @@ Positives are placed so the wake word ends near the end of the window (the strea
 detector should fire as the phrase ends, not before). Negatives are random crops of
 speech, phonetic neighbours, background-only windows, and positives cut off mid-word.
 Everything is seeded per epoch, so a resumed run sees exactly the epochs it would have.
+Augmentation is not done here: the training loop applies the plugin chain to these windows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .errors import TrainerError
 
 NOISE_FLOOR_DBFS = (-80.0, -55.0)
 """A faint noise floor on every window: real microphones never deliver digital zeros."""
+BACKGROUND_DBFS = (-45.0, -15.0)
+"""RMS level of background-only negatives: from a quiet room to a loud one."""
 BACKGROUND_ONLY_FRACTION = 0.1
 """Share of negatives that hold only background noise."""
 
@@ -93,7 +96,7 @@ class WindowSampler:
                     pos_i += 1
                 else:
                     windows[row] = self._negative(rng)
-            windows = self._mix(windows, labels, rng)
+            windows = self._fill(windows, rng)
             yield torch.from_numpy(windows), torch.from_numpy(labels.astype(np.float32))
 
     def _end_aligned(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -112,7 +115,7 @@ class WindowSampler:
             cut = int(len(clip) * rng.uniform(0.3, 0.7))
             return self._end_aligned(clip[:cut], rng)
         if draw < self.config.data.partial_fraction + BACKGROUND_ONLY_FRACTION or not self.pools.negative:
-            return np.zeros(CLIP_SAMPLES, dtype=np.float32)  # noise is added in _mix
+            return np.zeros(CLIP_SAMPLES, dtype=np.float32)  # noise is added in _fill
         clip = self.pools.negative[rng.integers(len(self.pools.negative))]
         window = np.zeros(CLIP_SAMPLES, dtype=np.float32)
         if len(clip) >= CLIP_SAMPLES:
@@ -129,74 +132,24 @@ class WindowSampler:
         start = rng.integers(len(noise) - CLIP_SAMPLES + 1)
         return noise[start:start + CLIP_SAMPLES]
 
-    def _mix(self, windows: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Noise at a target SNR, random gain, a faint noise floor; never clips."""
+    def _fill(self, windows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Background-only windows get background noise; every window gets a faint noise floor.
+
+        This builds the data, it is not augmentation: it also runs for validation and with every
+        plugin blocked. Augmentation (noise at an SNR, gain, filters) runs in the training loop
+        through the plugin hooks.
+        """
         for row in range(len(windows)):
             signal = windows[row]
-            p_signal = float(np.mean(signal ** 2))
-            use_noise = self.pools.background and (p_signal == 0.0 or (
-                self.augment and rng.random() < self.aug.noise_probability))
-            if use_noise:
+            if self.pools.background and not np.any(signal):
                 noise = self._background(rng).astype(np.float32)
                 p_noise = float(np.mean(noise ** 2)) or 1e-12
-                if p_signal > 0:
-                    snr = rng.uniform(*self.aug.snr_db) if self.augment else 15.0
-                    noise = noise * np.sqrt(p_signal / (p_noise * 10 ** (snr / 10)))
-                else:
-                    noise = noise * (10 ** (rng.uniform(-45, -15) / 20) / np.sqrt(p_noise))
-                signal = signal + noise
-            if self.augment and rng.random() < self.aug.lowpass_probability:
-                signal = lowpass(signal, rng.uniform(*self.aug.lowpass_hz))
+                signal = signal + noise * (10 ** (rng.uniform(*BACKGROUND_DBFS) / 20) / np.sqrt(p_noise))
             floor_db = rng.uniform(*NOISE_FLOOR_DBFS)
             signal = signal + rng.standard_normal(CLIP_SAMPLES).astype(np.float32) * 10 ** (floor_db / 20)
-            if self.augment:
-                signal = signal * 10 ** (rng.uniform(*self.aug.gain_db) / 20)
             peak = float(np.max(np.abs(signal)))
             windows[row] = signal / peak * 0.99 if peak > 0.99 else signal
         return windows
-
-
-def lowpass(signal: np.ndarray, cutoff_hz: float, rolloff_hz: float = 400.0) -> np.ndarray:
-    """Brick-wall-ish low-pass in the frequency domain with a short cosine roll-off."""
-    spectrum = np.fft.rfft(signal)
-    freqs = np.fft.rfftfreq(len(signal), 1.0 / SAMPLE_RATE)
-    ramp = np.clip((freqs - cutoff_hz) / rolloff_hz, 0.0, 1.0)
-    return np.fft.irfft(spectrum * (0.5 + 0.5 * np.cos(np.pi * ramp)), n=len(signal)).astype(np.float32)
-
-
-def mel_warp(features: torch.Tensor, aug: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Stretch the mel axis of some windows by a random factor (vocal-tract-length perturbation).
-
-    Bin k of the output reads bin k / factor of the input (linear interpolation), so a factor
-    above 1 moves formants up, as a shorter vocal tract does.
-    """
-    batch, frames, mels = features.shape
-    factor = torch.empty(batch, 1).uniform_(*aug.mel_warp, generator=generator)
-    apply = torch.rand(batch, 1, generator=generator) < aug.mel_warp_probability
-    factor = torch.where(apply, factor, torch.ones_like(factor))
-    src = (torch.arange(mels).unsqueeze(0) / factor).clamp(0, mels - 1)  # [B, mels]
-    lo = src.floor().long()
-    hi = (lo + 1).clamp(max=mels - 1)
-    frac = (src - lo).unsqueeze(1)
-    gather = lambda idx: features.gather(2, idx.unsqueeze(1).expand(batch, frames, mels))
-    return gather(lo) * (1 - frac) + gather(hi) * frac
-
-
-def spec_augment(features: torch.Tensor, aug: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Time and frequency masking on log-mel [B, frames, mels] (masked to the batch minimum)."""
-    features = features.clone()
-    batch, frames, mels = features.shape
-    fill = features.amin(dim=(1, 2), keepdim=True)
-    for count, width, axis, size in ((aug.time_masks, aug.time_mask_frames, 1, frames),
-                                     (aug.freq_masks, aug.freq_mask_bins, 2, mels)):
-        for _ in range(count):
-            w = torch.randint(0, width + 1, (batch, 1), generator=generator)
-            start = (torch.rand(batch, 1, generator=generator) * (size - w)).long()
-            idx = torch.arange(size).unsqueeze(0)
-            mask = (idx >= start) & (idx < start + w)  # [B, size]
-            mask = mask.unsqueeze(2) if axis == 1 else mask.unsqueeze(1)
-            features = torch.where(mask, fill, features)
-    return features
 
 
 def open_dataset(config: Config) -> Dataset:

@@ -4,6 +4,9 @@ The loop knows nothing of the architecture: it gets an nn.Module mapping log-mel
 [B, frames, mels] to logits [B]. Each epoch's data and augmentation are seeded from
 (seed, epoch), and the torch RNG is reseeded per epoch too, so resuming from the
 checkpoint of epoch k reproduces epochs k+1.. bit for bit.
+
+Augmentation, the architecture and lifecycle events go only through the plugin manager
+(trainer/plugins.py): with every optional plugin blocked the loop trains on clean windows.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import Config, config_from_dict, save_config
-from .data import WindowSampler, load_pools, mel_warp, open_dataset, spec_augment
+from .data import WindowSampler, load_pools, open_dataset
 from .errors import TrainerError
 from .features import LogMel
-from .models import build_model, count_parameters
+from .models import count_parameters
+from .plugins import AugmentContext, AugmentState, PluginManager
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +108,10 @@ def validate(model: nn.Module, frontend: LogMel, sampler: WindowSampler, seed: i
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, plugins: PluginManager | None = None) -> TrainResult:
     """Train (or resume) a run; `stop_after` ends this call after that many epochs in total
-    (a later `resume=True` call carries on exactly as if it had never stopped)."""
+    (a later `resume=True` call carries on exactly as if it had never stopped). `plugins`
+    defaults to a fresh PluginManager (built-ins plus entry-point plugins)."""
     run_dir = Path(run_dir)
     checkpoint = None
     if resume:
@@ -129,9 +134,14 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
         log.warning("skipped %d clip(s): %s", count, reason)
     train_sampler = WindowSampler(train_pools, config, augment=True)
     val_sampler = WindowSampler(val_pools, config, augment=False)
+    # Every name in the config is resolved here, so a typo fails before the first epoch.
+    plugins = plugins or PluginManager()
+    state = AugmentState(config=config.augment, snr_db=config.augment.snr_db)
+    rirs = [clip.path for clip in dataset.select("rir")]
+    augmenter = plugins.build_augmenter(config.augment, AugmentContext(state, train_pools.background, rirs))
 
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model)
+    model = plugins.build_model(config.model)
     frontend = LogMel()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
                                   weight_decay=config.train.weight_decay)
@@ -154,6 +164,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
     for epoch in range(start_epoch, last_epoch):
         torch.manual_seed(config.train.seed * 1_000 + epoch)
         aug_gen = torch.Generator().manual_seed(config.train.seed * 1_000 + epoch)
+        plugins.epoch_start(epoch, config.train.epochs, state)
         model.train()
         bar = tqdm(train_sampler.epoch(config.train.seed * 1_000 + epoch), total=steps_per_epoch,
                    desc=f"epoch {epoch + 1}/{config.train.epochs}", unit="batch",
@@ -161,8 +172,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
         running = 0.0
         for i, (pcm, labels) in enumerate(bar):
             with torch.no_grad():
-                feats = spec_augment(mel_warp(frontend(pcm), config.augment, aug_gen),
-                                     config.augment, aug_gen)
+                pcm = augmenter.waveform(pcm, labels, aug_gen)
+                feats = augmenter.features(frontend(pcm), labels, aug_gen)
             loss = _loss(model(feats), labels, config.train.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -170,6 +181,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
             scheduler.step()
             step += 1
             running += (loss.item() - running) / (i + 1)
+            plugins.batch_end(step, loss.item())
             bar.set_postfix(loss=f"{running:.4f}")
         metrics = {"epoch": epoch + 1, "step": step, "train_loss": running,
                    **validate(model, frontend, val_sampler, VAL_SEED_OFFSET)}
@@ -177,10 +189,13 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
             best = {"val_loss": metrics["val_loss"], "epoch": epoch + 1}
             save_checkpoint(run_dir / BEST, model=model, optimizer=optimizer, scheduler=scheduler,
                             epoch=epoch, step=step, config=config, best=best)
+            plugins.checkpoint_saved(run_dir / BEST, epoch)
         save_checkpoint(run_dir / LAST, model=model, optimizer=optimizer, scheduler=scheduler,
                         epoch=epoch, step=step, config=config, best=best)
+        plugins.checkpoint_saved(run_dir / LAST, epoch)
         with open(run_dir / METRICS_NAME, "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
+        plugins.epoch_end(epoch, metrics)
         if progress:
             tqdm.write(f"epoch {epoch + 1}: train_loss {running:.4f} val_loss {metrics['val_loss']:.4f} "
                        f"val FRR@0.5 {metrics['val_frr@0.5']:.3f} val FAR@0.5 {metrics['val_far@0.5']:.4f}")

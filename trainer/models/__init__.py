@@ -1,23 +1,16 @@
-"""Model architectures by name. Plugins will extend this registry."""
+"""Model architectures: built by name from the plugin registry (built-ins in plugins/)."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from ..config import ModelConfig
-from ..errors import TrainerError
-from .tcresnet import TCResNet
-
-ARCHITECTURES: dict[str, type[nn.Module]] = {"tcresnet": TCResNet}
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    try:
-        cls = ARCHITECTURES[config.architecture]
-    except KeyError:
-        raise TrainerError(f"model.architecture: unknown '{config.architecture}' "
-                           f"(known: {', '.join(sorted(ARCHITECTURES))})") from None
-    return cls(config)
+    """``config.architecture`` from the architectures registered by the loaded plugins."""
+    from ..plugins import PluginManager  # the manager imports plugins that import this package
+    return PluginManager().build_model(config)
 
 
 def count_parameters(model: nn.Module) -> int:

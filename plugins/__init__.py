@@ -1,0 +1,1 @@
+"""Hark's built-in trainer plugins, registered by ``trainer.plugins.DEFAULT_PLUGINS``."""

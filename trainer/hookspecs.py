@@ -1,0 +1,90 @@
+"""The trainer's hook specifications: the contract between the trainer and its plugins.
+
+A plugin is any module or object with functions marked ``@hookimpl`` (``from trainer import
+hookimpl``) whose names and argument names match the specs below; it may implement any subset
+and may accept fewer arguments than a spec offers. Registration hooks receive a
+``register(name, factory)`` callback; config then picks components by name, and a name
+registered twice (by any two plugins) is a TrainerError. The trainer calls these hooks only
+through ``trainer.plugins.PluginManager``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pluggy
+
+PROJECT = "hark"
+"""The pluggy project name: markers of another project never match ours."""
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[[str, Callable[..., Any]], None]
+
+
+@hookspec
+def register_augmentations(register: Register) -> None:
+    """Called once when the plugin manager is built. Call ``register(name, factory)`` per
+    augmentation. ``factory(config: AugmentConfig, context: AugmentContext)`` returns an object
+    with ``stage`` ("waveform": pcm float32 [B, samples] at 16 kHz, or "features": log-mel
+    [B, frames, mels]) and ``__call__(batch, labels [B] float 0/1, generator: torch.Generator)
+    -> tensor of the same shape``. It must draw all randomness from ``generator`` (the loop
+    seeds it per epoch, which keeps resume exact) and run on the batch's device. The factory
+    raises TrainerError for bad input (e.g. an empty background/ folder) before training."""
+
+
+@hookspec
+def register_architectures(register: Register) -> None:
+    """Called once when the plugin manager is built. Call ``register(name, factory)`` per model
+    architecture; ``factory(config: ModelConfig) -> nn.Module`` mapping log-mel
+    [B, frames, mels] to logits [B]. ``model.architecture`` picks one by name."""
+
+
+@hookspec
+def register_distillers(register: Register) -> None:
+    """Called once when the plugin manager is built. Call ``register(name, factory)`` per
+    distillation loss/teacher; ``factory(config)`` returns a callable
+    ``(student_logits [B], pcm [B, samples], labels [B]) -> scalar loss tensor``."""
+
+
+@hookspec
+def register_miners(register: Register) -> None:
+    """Called once when the plugin manager is built. Call ``register(name, factory)`` per hard-
+    negative miner; ``factory(config)`` returns a callable ``(model, pools) -> list of float32
+    16 kHz clips`` to add to the negative pool."""
+
+
+@hookspec
+def register_synthesizers(register: Register) -> None:
+    """Called once when the plugin manager is built. Call ``register(name, factory)`` per data
+    synthesizer; ``factory(config)`` returns a callable ``(phrase: str, out: Path, count: int,
+    seed: int) -> list[Path]`` of 16 kHz mono WAV files written."""
+
+
+@hookspec
+def on_epoch_start(epoch: int, total_epochs: int, state: Any) -> None:
+    """Called before each training epoch's first batch (also on resume, for every epoch run).
+    ``epoch`` is 0-based, ``total_epochs`` is ``train.epochs``. ``state`` is the run's mutable
+    ``AugmentState`` (e.g. ``state.snr_db``, the (low, high) noise SNR range in dB that the
+    noise augmentation reads); implementations must set it from ``epoch`` alone, never from
+    what an earlier epoch left there, so a resumed run matches an uninterrupted one."""
+
+
+@hookspec
+def on_epoch_end(epoch: int, metrics: dict) -> None:
+    """Called after each epoch's validation and checkpoint; ``epoch`` is 0-based, ``metrics``
+    the row written to metrics.jsonl (train_loss, val_loss, val_frr@0.5, ...). Read-only."""
+
+
+@hookspec
+def on_batch_end(step: int, loss: float) -> None:
+    """Called after each optimizer step; ``step`` counts optimizer steps since the run began
+    (1-based), ``loss`` is that batch's training loss."""
+
+
+@hookspec
+def on_checkpoint_saved(path: Path, epoch: int) -> None:
+    """Called after a checkpoint file is atomically written; ``epoch`` is 0-based."""
+

@@ -38,10 +38,12 @@ class Pools:
     negative: list[np.ndarray] = field(default_factory=list)
     background: list[np.ndarray] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    split: str = ""
+    root: str = ""
 
 
 def load_pools(dataset: Dataset, split: str, max_positive_s: float) -> Pools:
-    pools = Pools()
+    pools = Pools(split=split, root=str(dataset.root))
     max_len = int(max_positive_s * SAMPLE_RATE)
     for clip in dataset.select("positive", split):
         audio = load_audio(clip.path)
@@ -62,8 +64,11 @@ class WindowSampler:
 
     def __init__(self, pools: Pools, config: Config, *, augment: bool) -> None:
         if not pools.positive:
-            raise TrainerError("the dataset has no usable positive clips for this split; "
-                               "run `hark synth` or add WAV files to positive/")
+            skipped = "".join(f"; skipped {n}: {why}" for why, n in pools.skipped.items())
+            raise TrainerError(f"{pools.root}: no usable positive clips in the '{pools.split}' "
+                               f"split{skipped}. Fix: synthesize more positives (`hark synth "
+                               "--positives N`, each split needs some voices) or add WAV files "
+                               "to positive/")
         if not pools.negative and not pools.background:
             raise TrainerError("the dataset has no negative or background audio; "
                                "add files to negative/ or background/")

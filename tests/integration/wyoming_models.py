@@ -17,18 +17,24 @@ its onset; quiet noise and tones on other bands do not.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from sentry.constants import (CLIP_SAMPLES, FRAME_SAMPLES, HOP_FRAMES, HOP_SAMPLES, LOG_FLOOR,
-                              N_MELS, OVERLAP_SAMPLES, SAMPLE_RATE, WIN_SAMPLES, WINDOW_FRAMES)
+from sentry.constants import (CLIP_SAMPLES, HOP_FRAMES, HOP_SAMPLES, N_MELS, OVERLAP_SAMPLES,
+                              SAMPLE_RATE, WINDOW_FRAMES)
 from sentry.manifest import Manifest
 
-OPSET = 17
-BAND_STEP_HZ = 160.0
+# The features graph is shared with the sentry unit tests; test folders are not packages.
+_TONE_FEATURES_PATH = Path(__file__).parents[1] / "tone_features.py"
+_spec = importlib.util.spec_from_file_location("hark_test_tone_features", _TONE_FEATURES_PATH)
+_TONE_FEATURES = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_TONE_FEATURES)
+OPSET = _TONE_FEATURES.OPSET
+BAND_STEP_HZ = _TONE_FEATURES.BAND_STEP_HZ
 """Band spacing: every 4th DFT bin of the 400-sample window (40 Hz per bin)."""
 RECENCY_FRAMES = 4.0
 """Time constant, in 10 ms frames, of the classifier's exponential look-back."""
@@ -46,32 +52,7 @@ def band_hz(band: int) -> float:
 
 
 def _features_graph() -> onnx.ModelProto:
-    n_in = OVERLAP_SAMPLES + HOP_SAMPLES
-    frame_index = (np.arange(HOP_FRAMES)[:, None] * FRAME_SAMPLES
-                   + np.arange(WIN_SAMPLES)[None, :]).astype(np.int64)
-    window = np.hanning(WIN_SAMPLES + 1)[:-1]  # periodic Hann
-    phase = (2 * np.pi * np.arange(WIN_SAMPLES)[:, None] * (4 * (np.arange(N_MELS) + 1))[None, :]
-             / WIN_SAMPLES)
-    cos = (window[:, None] * np.cos(phase)).astype(np.float32)
-    sin = (window[:, None] * np.sin(phase)).astype(np.float32)
-    nodes = [
-        helper.make_node("Gather", ["pcm", "frame_index"], ["framed"], axis=1),
-        helper.make_node("MatMul", ["framed", "cos"], ["re"]),
-        helper.make_node("MatMul", ["framed", "sin"], ["im"]),
-        helper.make_node("Mul", ["re", "re"], ["re2"]),
-        helper.make_node("Mul", ["im", "im"], ["im2"]),
-        helper.make_node("Add", ["re2", "im2"], ["power"]),
-        helper.make_node("Add", ["power", "floor"], ["floored"]),
-        helper.make_node("Log", ["floored"], ["frames"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "tone_features",
-        [helper.make_tensor_value_info("pcm", TensorProto.FLOAT, ["B", n_in])],
-        [helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["B", HOP_FRAMES, N_MELS])],
-        initializer=[numpy_helper.from_array(frame_index, "frame_index"),
-                     numpy_helper.from_array(cos, "cos"), numpy_helper.from_array(sin, "sin"),
-                     numpy_helper.from_array(np.array(LOG_FLOOR, np.float32), "floor")])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    return _TONE_FEATURES.features_graph()
 
 
 def _classifier_graph(band: int) -> onnx.ModelProto:

@@ -15,6 +15,7 @@ exported interface:
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
@@ -25,12 +26,17 @@ import pytest
 import soundfile as sf
 from onnx import TensorProto, helper, numpy_helper
 
-from sentry.constants import (CLIP_SAMPLES, FRAME_SAMPLES, HOP_FRAMES, HOP_SAMPLES, LOG_FLOOR,
-                              N_MELS, OVERLAP_SAMPLES, SAMPLE_RATE, WIN_SAMPLES, WINDOW_FRAMES)
+from sentry.constants import (CLIP_SAMPLES, HOP_FRAMES, HOP_SAMPLES, N_MELS, OVERLAP_SAMPLES,
+                              SAMPLE_RATE, WINDOW_FRAMES)
 from sentry.manifest import Manifest
 
-OPSET = 17
-BAND_STEP_HZ = 160.0
+# The features graph is shared with the Wyoming tests; test folders are not packages.
+_TONE_FEATURES_PATH = Path(__file__).parents[2] / "tone_features.py"
+_spec = importlib.util.spec_from_file_location("hark_test_tone_features", _TONE_FEATURES_PATH)
+_TONE_FEATURES = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_TONE_FEATURES)
+OPSET = _TONE_FEATURES.OPSET
+BAND_STEP_HZ = _TONE_FEATURES.BAND_STEP_HZ
 """Fixture band spacing: every 4th DFT bin of the 400-sample window (40 Hz per bin)."""
 TONE_BAND = 9
 TONE_HZ = BAND_STEP_HZ * (TONE_BAND + 1)
@@ -57,32 +63,7 @@ NOISE_AMPLITUDE = 0.003
 
 
 def _features_graph() -> onnx.ModelProto:
-    n_in = OVERLAP_SAMPLES + HOP_SAMPLES
-    frame_index = (np.arange(HOP_FRAMES)[:, None] * FRAME_SAMPLES
-                   + np.arange(WIN_SAMPLES)[None, :]).astype(np.int64)
-    window = np.hanning(WIN_SAMPLES + 1)[:-1]  # periodic Hann
-    bins = 4 * (np.arange(N_MELS) + 1)
-    phase = 2 * np.pi * np.arange(WIN_SAMPLES)[:, None] * bins[None, :] / WIN_SAMPLES
-    cos = (window[:, None] * np.cos(phase)).astype(np.float32)
-    sin = (window[:, None] * np.sin(phase)).astype(np.float32)
-    nodes = [
-        helper.make_node("Gather", ["pcm", "frame_index"], ["framed"], axis=1),
-        helper.make_node("MatMul", ["framed", "cos"], ["re"]),
-        helper.make_node("MatMul", ["framed", "sin"], ["im"]),
-        helper.make_node("Mul", ["re", "re"], ["re2"]),
-        helper.make_node("Mul", ["im", "im"], ["im2"]),
-        helper.make_node("Add", ["re2", "im2"], ["power"]),
-        helper.make_node("Add", ["power", "floor"], ["floored"]),
-        helper.make_node("Log", ["floored"], ["frames"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "fixture_features",
-        [helper.make_tensor_value_info("pcm", TensorProto.FLOAT, ["B", n_in])],
-        [helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["B", HOP_FRAMES, N_MELS])],
-        initializer=[numpy_helper.from_array(frame_index, "frame_index"),
-                     numpy_helper.from_array(cos, "cos"), numpy_helper.from_array(sin, "sin"),
-                     numpy_helper.from_array(np.array(LOG_FLOOR, np.float32), "floor")])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    return _TONE_FEATURES.features_graph()
 
 
 def _classifier_graph(center: float) -> onnx.ModelProto:

@@ -13,6 +13,7 @@ from torch import nn
 from sentry.constants import N_MELS
 
 from ..config import ModelConfig
+from .common import run_blocks
 
 
 class SeparableBlock(nn.Module):
@@ -45,6 +46,7 @@ class TCResNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.window_norm = config.window_norm
+        self.gradient_checkpointing = False
         channels = config.channels
         self.stem = nn.Sequential(
             nn.Conv1d(N_MELS, channels[0], 3, padding=1, bias=False),
@@ -60,6 +62,6 @@ class TCResNet(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if self.window_norm:
             features = features - features.mean(dim=1, keepdim=True)
-        x = self.blocks(self.stem(features.transpose(1, 2)))
+        x = run_blocks(self.blocks, self.stem(features.transpose(1, 2)), self.gradient_checkpointing)
         pooled = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
         return self.head(pooled).squeeze(1)

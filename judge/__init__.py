@@ -55,7 +55,7 @@ MIN_BODY_BYTES = 1024
 """Smallest body limit accepted: a WAV header alone is 44 bytes, a useful clip ~30 KB."""
 
 NO_MODEL = ("no model folder configured; pass --model DIR (a folder written by `hark export`, "
-            "holding clip.onnx and manifest.json)")
+            "holding features.onnx, model.onnx and manifest.json)")
 
 
 @dataclass

@@ -3,8 +3,10 @@
 POST /v1/verify
     body: a WAV file (Content-Type: audio/wav), any SUPPORTED_RATES rate, mono or
     multi-channel, holding pre-roll (>= 0.5 s before the sentry fired), the wake word
-    and a little after. Query parameters, both optional: sentry_score (0..1, the
-    sentry's smoothed score, logged) and device_id (letters, digits, '._:-').
+    and a little after: the wake word must end in the clip's last SCORED_TAIL_SECONDS
+    (0.96 s), where the windows are scored (judge.verifier). Query parameters, both
+    optional: sentry_score (0..1, the sentry's smoothed score, logged) and device_id
+    (letters, digits, '._:-').
     answer: {"verified", "score", "threshold", "model", "model_version", "latency_ms",
     "clip_seconds", "device_id", "sentry_score"}.
 GET /v1/models

@@ -177,7 +177,7 @@ def test_the_client_against_the_real_judge_down_slow_and_back(exported, keys_fil
 
         impatient = JudgeClient(server.url, KEY, timeout_s=0.002, retries=0)
         long_clip = np.tile(clip, int(np.ceil(9.5 * 16_000 / clip.size)))[:int(9.5 * 16_000)]
-        slow = impatient.verify_pcm(long_clip)  # ~110 windows: far more than 2 ms of work
+        slow = impatient.verify_pcm(long_clip)  # 300 KB to send and decode: more than 2 ms
         assert slow.source == "policy" and "timed out" in slow.error
     finally:
         assert server.stop() == 0
@@ -195,6 +195,33 @@ def test_the_client_against_the_real_judge_down_slow_and_back(exported, keys_fil
         assert client.breaker.state is BreakerState.CLOSED
     finally:
         assert server.stop() == 0
+
+
+def test_the_judge_scores_the_sentry_s_windows_as_clip_onnx_does(exported, tiny_dataset):
+    """The trained model: every window the judge scores equals clip.onnx on the same
+    samples and the sentry's score at the hop where the window ends."""
+    import onnxruntime as ort
+
+    from judge.verifier import WINDOW_SPAN_SAMPLES, Verifier
+    from sentry.constants import CLIP_SAMPLES, HOP_SAMPLES
+    from sentry.detector import Detector
+    from sentry.judge_client import clip_span
+
+    verifier, sentry = Verifier(exported), Detector(exported)
+    clip_graph = ort.InferenceSession(str(exported / "clip.onnx"), providers=["CPUExecutionProvider"])
+    stream = read_wav(tiny_dataset / "eval" / "espeak" / "negative_stream.wav")[:30 * 16_000]
+    streamed = sentry.score_pcm(stream)
+    checked = 0
+    for fired_at in np.arange(3.04, 29.0, 1.68):  # seconds, on the 80 ms grid
+        start, end = clip_span(float(fired_at))
+        clip = stream[start:end]
+        ends, scores = verifier.window_scores(clip)
+        np.testing.assert_allclose(scores, streamed[(start + ends) // HOP_SAMPLES - 1], atol=1e-5)
+        windows = np.stack([clip[e - WINDOW_SPAN_SAMPLES:e] for e in ends])
+        windows = np.pad(windows, ((0, 0), (0, CLIP_SAMPLES - WINDOW_SPAN_SAMPLES)))
+        np.testing.assert_allclose(scores, clip_graph.run(None, {"pcm": windows})[0], atol=1e-4)
+        checked += ends.size
+    assert checked > 100
 
 
 def test_serve_refuses_a_model_without_keys_cleanly(exported, tmp_path):

@@ -41,3 +41,12 @@ def test_a_port_in_use_is_a_clean_error(judge_model, judge_spec, monkeypatch):
         port = busy.getsockname()[1]
         result = CliRunner().invoke(cli, ["serve", "--model", str(judge_model), "--port", str(port)])
     assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_one_worker_per_core_by_default_with_a_cap(monkeypatch):
+    from judge import cli as judge_cli
+
+    monkeypatch.setattr(judge_cli.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert judge_cli.default_workers() == 2
+    monkeypatch.setattr(judge_cli.os, "sched_getaffinity", lambda pid: set(range(96)), raising=False)
+    assert judge_cli.default_workers() == judge_cli.MAX_DEFAULT_WORKERS

@@ -204,5 +204,9 @@ def list_plugins(as_json: bool) -> None:
         click.echo("no plugins loaded (all blocked?)")
 
 
+from .mining.cli import mine as _mine, queue as _queue, sessions as _sessions  # noqa: E402
+for _command in (_mine, _queue, _sessions):
+    main.add_command(_command)
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,329 @@
+"""Hark side by side with openWakeWord and microWakeWord on the same held-out audio.
+
+Usage:
+    python benchmarks/peers.py --build-audio --negative-minutes 120 \
+        --hark "hey jarvis=/tmp/hark-bench3/runs/hey_jarvis/export" \
+        --hark "alexa=/tmp/hark-alexa/runs/alexa/export" [--judge "hey jarvis=DIR"]
+
+--build-audio writes the benchmark audio (trainer.synth.benchset: flite and festival voices
+only, wake words in context, clean and at 20/10/5 dB SNR, some reverberated, and one shared
+negative stream) into OUT/audio, or reuses it when a build with the same settings is there.
+Then every system is streamed over each word's positive stream and the negative stream in
+80 ms chunks; its per-hop scores go through the same trigger logic and threshold sweep
+(trainer.evaluate.sweep: the system's own smoothing, 2 s refractory period, a detection
+counts as a hit up to 0.5 s after the wake word ends). Prints a markdown table and writes
+OUT/peers.json and OUT/det_peers.png.
+
+The peers (pyopen-wakeword, pymicro-wakeword) are optional: a missing one is skipped with
+the command that installs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # peer_systems sits next to this file
+
+from peer_systems import PEERS, PeerUnavailable, System, hark_sentry
+
+from sentry.postprocess import TriggerSettings, detect
+from trainer.audio import load_audio
+from trainer.errors import TrainerError
+from trainer.evaluate import (
+    DEFAULT_THRESHOLDS,
+    DEFAULT_TOLERANCE_S,
+    REPORTED_FA_RATES,
+    SECONDS_PER_HOUR,
+    match_detections,
+    recommend_threshold,
+    sweep,
+)
+from trainer.synth import benchset
+
+REFRACTORY_S = 2.0
+"""Seconds after a detection in which no other fires, for every system (the sentry's default)."""
+FINE_THRESHOLDS = np.linspace(0.9, 0.999, 100)
+"""Extra sweep points near 1, where the peers' shipped cutoffs (0.97) and saturated scores sit."""
+DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "peers"
+DEFAULT_WORDS = ("hey jarvis", "alexa")
+COLOURS = {"Hark sentry": "C0", "openWakeWord": "C1", "microWakeWord": "C2", "Hark cascade": "C3"}
+"""One colour per system on every panel of the DET plot."""
+
+
+def machine() -> str:
+    mem = ""
+    if Path("/proc/meminfo").is_file():
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 2**20:.0f} GiB"
+    return f"{platform.machine()}, {os.cpu_count()} cores{mem}, {platform.system()}"
+
+
+def build_audio(args: argparse.Namespace) -> dict:
+    """Build the audio, or reuse a build with the same settings whose words include these
+    (a build's negatives avoid all of its words, so a subset is scored on the same audio)."""
+    words = {benchset.normalise_phrase(w) for w in args.words}
+    try:
+        manifest = benchset.load_benchset(args.audio)
+        same = (words <= set(manifest["words"]) and manifest["seed"] == args.seed
+                and abs(manifest["negative"]["negative_stream_seconds"] / 60 - args.negative_minutes) < 1
+                and all(s["per_voice"] == args.per_voice for s in manifest["positive"].values()))
+        if same:
+            print(f"benchmark audio: reusing {args.audio}")
+            return manifest
+    except TrainerError:
+        pass
+    return benchset.build_benchset(args.words, args.audio, negative_minutes=args.negative_minutes,
+                                   per_voice=args.per_voice, seed=args.seed)
+
+
+def thresholds_for(system: System) -> np.ndarray:
+    return np.unique(np.concatenate([DEFAULT_THRESHOLDS, FINE_THRESHOLDS,
+                                     [system.default_threshold]]).round(6))
+
+
+def frr_by_condition(scores: np.ndarray, regions: list[dict], threshold: float,
+                     smoothing_hops: int) -> dict[str, float]:
+    """FRR (0..1) per noise condition and for the reverberated scenes, at one threshold."""
+    times = detect(scores, TriggerSettings(threshold, smoothing_hops, REFRACTORY_S))
+    groups = {c: [r for r in regions if r["condition"] == c] for c in benchset.CONDITIONS}
+    groups["reverberated"] = [r for r in regions if r["reverb"]]
+    out = {}
+    for name, subset in groups.items():
+        if subset:
+            hits, _ = match_detections(times, [(r["start_s"], r["end_s"]) for r in subset],
+                                       DEFAULT_TOLERANCE_S)
+            out[name] = 1.0 - hits / len(subset)
+    return out
+
+
+def evaluate_system(system: System, positive: np.ndarray, regions: list[dict],
+                    negative: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Score both streams, sweep, and summarise; also returns both streams' per-hop scores."""
+    load_before = os.getloadavg()
+    wall = time.perf_counter()
+    pos_scores, pos_cpu = system.scores(positive)
+    neg_scores, neg_cpu = system.scores(negative)
+    wall = time.perf_counter() - wall
+    audio_h = (positive.size + negative.size) / benchset.SAMPLE_RATE / SECONDS_PER_HOUR
+    spans = [(r["start_s"], r["end_s"]) for r in regions]
+    rows = sweep(pos_scores, spans, neg_scores, thresholds=thresholds_for(system),
+                 smoothing_hops=system.smoothing_hops, refractory_s=REFRACTORY_S)
+    default = min(rows, key=lambda r: abs(r["threshold"] - system.default_threshold))
+    at_rate = {}
+    for rate in REPORTED_FA_RATES:
+        best = recommend_threshold(rows, rate)
+        at_rate[str(rate)] = ({"frr": best["frr"], "threshold": best["threshold"],
+                               "fa_per_hour": best["fa_per_hour"],
+                               "frr_by_condition": frr_by_condition(
+                                   pos_scores, regions, best["threshold"], system.smoothing_hops)}
+                              if best["met"] else None)
+    result = {
+        "system": system.name, "word": system.word, "notes": system.notes,
+        "default_threshold": system.default_threshold, "smoothing_hops": system.smoothing_hops,
+        "at_default": {"frr": default["frr"], "fa_per_hour": default["fa_per_hour"],
+                       "false_accepts": default["false_accepts"],
+                       "frr_by_condition": frr_by_condition(pos_scores, regions,
+                                                            system.default_threshold,
+                                                            system.smoothing_hops)},
+        "at_fa_per_hour": at_rate,
+        "cpu_s": pos_cpu + neg_cpu, "cpu_s_per_audio_hour": (pos_cpu + neg_cpu) / audio_h,
+        "wall_s": wall, "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "model_bytes": system.model_bytes, "parameters": system.parameters, "sweep": rows,
+    }
+    return result, pos_scores, neg_scores
+
+
+def cascade(sentry_scores_pos: np.ndarray, sentry_scores_neg: np.ndarray, positive: np.ndarray,
+            negative: np.ndarray, regions: list[dict], sentry: System, judge_dir: Path) -> dict:
+    """Sentry at its shipped trigger, each detection's clip verified by the judge's model."""
+    from judge.verifier import Verifier
+    from trainer.cascade import cut_clip
+
+    verifier = Verifier(judge_dir)
+    settings = TriggerSettings(sentry.default_threshold, sentry.smoothing_hops, REFRACTORY_S)
+    started = time.process_time()
+    kept_pos = [t for t in detect(sentry_scores_pos, settings)
+                if verifier.score(cut_clip(positive, t)) >= verifier.threshold]
+    kept_neg = [t for t in detect(sentry_scores_neg, settings)
+                if verifier.score(cut_clip(negative, t)) >= verifier.threshold]
+    judge_cpu = time.process_time() - started
+    hits, _ = match_detections(np.array(kept_pos), [(r["start_s"], r["end_s"]) for r in regions],
+                               DEFAULT_TOLERANCE_S)
+    hours = negative.size / benchset.SAMPLE_RATE / SECONDS_PER_HOUR
+    return {"system": "Hark cascade", "word": sentry.word, "judge": str(judge_dir),
+            "sentry_threshold": sentry.default_threshold, "judge_threshold": verifier.threshold,
+            "at_default": {"frr": 1.0 - hits / len(regions), "fa_per_hour": len(kept_neg) / hours,
+                           "false_accepts": len(kept_neg)},
+            "judge_cpu_s": judge_cpu}
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _frr_cell(at: dict, rate: str) -> str:
+    if not at:
+        return "n/a"  # a cascade row: shipped thresholds only
+    return pct(at[rate]["frr"]) if at.get(rate) else "not reached"
+
+
+def print_table(results: list[dict]) -> None:
+    print("| word | system | FRR @ <= 0.5 FA/h | FRR @ <= 1 FA/h | shipped threshold | FRR / FA/h at it "
+          "| CPU s per audio hour | model size | parameters |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        frr = partial(_frr_cell, r.get("at_fa_per_hour", {}))
+        thr = (f"{r['sentry_threshold']:g} + judge {r['judge_threshold']:g}"
+               if "judge" in r else f"{r['default_threshold']:g}")
+        cpu = f"{r['cpu_s_per_audio_hour']:.0f}" if "cpu_s_per_audio_hour" in r else "-"
+        size = f"{r['model_bytes'] / 1024:.0f} KB" if "model_bytes" in r else "-"
+        params = f"{r['parameters']:,}" if "parameters" in r else "-"
+        print(f"| {r['word']} | {r['system']} | {frr('0.5')} | {frr('1.0')} | {thr} "
+              f"| {pct(r['at_default']['frr'])} / {r['at_default']['fa_per_hour']:.2f} "
+              f"| {cpu} | {size} | {params} |")
+
+
+def print_conditions(results: list[dict]) -> None:
+    """FRR per noise condition at the threshold that reaches <= 1 FA/h (else the shipped one)."""
+    names = list(benchset.CONDITIONS) + ["reverberated"]
+    print("\n| word | system | threshold | " + " | ".join(
+        "clean" if n == "clean" else n if n == "reverberated" else f"{n} dB" for n in names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for r in results:
+        if "sweep" not in r:
+            continue
+        point = r["at_fa_per_hour"].get("1.0")
+        label = f"{point['threshold']:g} (<= 1 FA/h)" if point else f"{r['default_threshold']:g} (shipped)"
+        by = (point or r["at_default"])["frr_by_condition"]
+        print(f"| {r['word']} | {r['system']} | {label} | "
+              + " | ".join(pct(by.get(n)) for n in names) + " |")
+
+
+def plot(results: list[dict], png: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trainer.det_plot import LINEAR_BELOW_FA_PER_HOUR
+
+    words = list(dict.fromkeys(r["word"] for r in results if "sweep" in r))
+    fig, axes = plt.subplots(1, len(words), figsize=(6.0 * len(words), 4.8), squeeze=False)
+    for ax, word in zip(axes[0], words):
+        for r in (r for r in results if r["word"] == word and "sweep" in r):
+            rows = sorted(r["sweep"], key=lambda row: row["threshold"])
+            (line,) = ax.plot([row["fa_per_hour"] for row in rows],
+                              [100 * row["frr"] for row in rows], label=r["system"],
+                              color=COLOURS.get(r["system"]))
+            d = r["at_default"]
+            ax.plot([d["fa_per_hour"]], [100 * d["frr"]], marker="o", color=line.get_color(),
+                    markeredgecolor="black", linestyle="none")
+        for r in (r for r in results if r["word"] == word and "judge" in r):
+            d = r["at_default"]
+            ax.plot([d["fa_per_hour"]], [100 * d["frr"]], marker="*", markersize=11,
+                    linestyle="none", color=COLOURS["Hark cascade"], label="Hark cascade (shipped thresholds)")
+        for rate in REPORTED_FA_RATES:
+            ax.axvline(rate, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xscale("symlog", linthresh=LINEAR_BELOW_FA_PER_HOUR)
+        ax.set_xlim(left=0)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"'{word}': flite + festival voices (dots: shipped thresholds)")
+        ax.set_xlabel("false accepts per hour")
+        ax.set_ylabel("false reject rate (%)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, Path]:
+    out = {}
+    for value in values:
+        word, sep, path = value.partition("=")
+        if not sep or not Path(path).is_dir():
+            raise SystemExit(f"{flag} {value!r}: expected WORD=EXPORTED_MODEL_DIR with an existing "
+                             f"folder, e.g. {flag} 'hey jarvis=hark-runs/runs/hey_jarvis/export'")
+        out[benchset.normalise_phrase(word)] = Path(path)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    parser.add_argument("--audio", type=Path, default=None, help="benchmark audio (default OUT/audio)")
+    parser.add_argument("--build-audio", action="store_true", help="build (or reuse) the audio first")
+    parser.add_argument("--audio-only", action="store_true", help="stop after building the audio")
+    parser.add_argument("--words", nargs="+", default=list(DEFAULT_WORDS))
+    parser.add_argument("--negative-minutes", type=float, default=120.0)
+    parser.add_argument("--per-voice", type=int, default=24, help="wake words per voice and word")
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--hark", action="append", default=[], metavar="WORD=DIR",
+                        help="Hark exported model for a word (repeat per word)")
+    parser.add_argument("--judge", action="append", default=[], metavar="WORD=DIR",
+                        help="judge model for the cascade row of a word (optional)")
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
+    args = parser.parse_args()
+    args.audio = args.audio or args.out / "audio"
+    hark, judges = _pairs(args.hark, "--hark"), _pairs(args.judge, "--judge")
+
+    try:
+        manifest = build_audio(args) if args.build_audio else benchset.load_benchset(args.audio)
+    except TrainerError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if args.audio_only:
+        return
+    print(f"machine: {machine()}; load average {os.getloadavg()}", flush=True)
+    negative = load_audio(args.audio / benchset.NEGATIVE_STREAM)
+    results, skipped = [], []
+    words = [benchset.normalise_phrase(w) for w in args.words]
+    missing = [w for w in words if w not in manifest["words"]]
+    if missing:
+        raise SystemExit(f"error: {args.audio} holds no audio for {', '.join(missing)} (it has "
+                         f"{', '.join(manifest['words'])}); rebuild with --build-audio --words ...")
+    for word in words:
+        folder = args.audio / benchset.word_slug(word)
+        positive, regions = load_audio(folder / benchset.POSITIVE_STREAM), benchset.regions_of(folder)
+        makers = ([("Hark sentry", lambda w=word: hark_sentry(hark[w], w))] if word in hark else [])
+        makers += [(name, lambda f=PEERS[name], w=word: f(w)) for name in args.peers]
+        if word not in hark:
+            skipped.append(f"{word}: Hark sentry (no --hark '{word}=DIR' given)")
+        for name, make in makers:
+            try:
+                system = make()
+            except PeerUnavailable as exc:
+                skipped.append(f"{word}: {name}: {exc}")
+                continue
+            print(f"scoring {word!r} with {system.name} ...", flush=True)
+            result, pos_scores, neg_scores = evaluate_system(system, positive, regions, negative)
+            results.append(result)
+            if system.name == "Hark sentry" and word in judges:
+                results.append(cascade(pos_scores, neg_scores, positive, negative, regions,
+                                       system, judges[word]))
+    print_table(results)
+    print_conditions(results)
+    for line in skipped:
+        print(f"skipped: {line}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine(), "command": " ".join(sys.argv), "audio": str(args.audio),
+               "benchset": manifest, "refractory_s": REFRACTORY_S,
+               "tolerance_s": DEFAULT_TOLERANCE_S, "skipped": skipped, "results": results}
+    json_path = args.out / "peers.json"
+    json_path.write_text(json.dumps(payload, indent=1) + "\n")
+    png = plot(results, args.out / "det_peers.png") if results else None
+    print(f"wrote {json_path}" + (f" and {png}" if png else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -6,8 +6,8 @@ Usage: python benchmarks/miner_throughput.py [--model DIR] [--audio WAV ...] [--
    session saves) with its default settings on the first --audio file (one hour of real
    audio: an eval set's negative_stream.wav), as hours per second and real-time factor.
 2. Scan paths over every --audio file: the sentry's own batch path (Detector.score_pcm,
-   fp32, original features graph, every 80 ms hop) as the reference, then the miner with
-   the STFT rewrite and int8 at strides 1..4. For each: real-time factor, classifier windows
+   fp32, every 80 ms hop) as the reference, then the miner in fp32 and int8 at strides
+   1..4. For each: real-time factor, classifier windows
    run, and the hits against the reference (same peak hop = found; missed; extra; largest
    score difference of found hits) against the sentry and against the same graph at stride
    1, at the mining threshold, and against the sentry at the detection threshold.
@@ -67,8 +67,7 @@ def reference(model: Path, audio: Path, threads: int) -> tuple[np.ndarray, float
 
 
 def miner_scan(model: Path, audio: Path, settings: ScanSettings, threads: int):
-    graphs = open_graphs(model, int8=settings.int8, exact_features=settings.exact_features,
-                         threads=threads)
+    graphs = open_graphs(model, int8=settings.int8, threads=threads)
     scorer = Scorer(graphs, settings)
     parts = []
     start, cpu = time.perf_counter(), time.process_time()
@@ -77,7 +76,7 @@ def miner_scan(model: Path, audio: Path, settings: ScanSettings, threads: int):
         for h0 in range(0, n_hops, BLOCK_HOPS):
             parts.append(scorer.score_block(source, h0, min(h0 + BLOCK_HOPS, n_hops), n_hops))
     return (np.concatenate(parts), time.perf_counter() - start, time.process_time() - cpu,
-            scorer.windows_scored, graphs.rewritten)
+            scorer.windows_scored)
 
 
 def compare(ref: list[tuple[int, float]], got: list[tuple[int, float]]) -> dict:
@@ -111,7 +110,10 @@ def end_to_end(model: Path, audio: Path, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                        help="Exported model folder; re-export one with an STFT node in its "
+                             "features.onnx first (`hark export RUN_DIR`), or its features "
+                             "run ~10x slower")
     parser.add_argument("--audio", type=Path, nargs="+", default=DEFAULT_AUDIO)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-strides", action="store_true", help="Only the end-to-end run.")
@@ -130,13 +132,14 @@ def main() -> None:
         args.out.write_text(json.dumps(report, indent=2))
         return
 
-    manifest_threshold = Detector(args.model).settings.threshold
+    trigger = Detector(args.model).settings
+    manifest_threshold, m, gap = trigger.threshold, trigger.smoothing_hops, trigger.refractory_s
     mining = round(manifest_threshold * DEFAULT_THRESHOLD_RATIO, 4)
     rows = []
     for audio in args.audio:
         ref_smoothed, ref_s, ref_cpu = reference(args.model, audio, args.threads)
         audio_s = ref_smoothed.size * HOP_S
-        ref_hits = {t: _hits_from_smoothed(ref_smoothed, ScanSettings(t, 0, 1, 3, 2.0, False, True))
+        ref_hits = {t: _hits_from_smoothed(ref_smoothed, ScanSettings(t, 0, 1, m, gap, False))
                     for t in (mining, manifest_threshold)}
         rows.append({"audio": audio.parent.name, "path": "sentry score_pcm fp32",
                      "stride": 1, "realtime_x": round(audio_s / ref_s, 1),
@@ -149,15 +152,14 @@ def main() -> None:
         for int8 in (False, True):
             stride_one: list = []
             for stride in STRIDES:
-                settings = ScanSettings(mining, round(mining * PROBE_RATIO, 4), stride, 3, 2.0, int8, False)
-                smoothed, seconds, cpu, windows, rewritten = miner_scan(args.model, audio, settings,
-                                                                        args.threads)
+                settings = ScanSettings(mining, round(mining * PROBE_RATIO, 4), stride, m, gap, int8)
+                smoothed, seconds, cpu, windows = miner_scan(args.model, audio, settings, args.threads)
                 scored = np.nan_to_num(smoothed, nan=-1.0)
                 got = _hits_from_smoothed(scored, settings)
                 stride_one = stride_one or got
-                det = _hits_from_smoothed(scored, ScanSettings(manifest_threshold, 0, 1, 3, 2.0, int8, False))
+                det = _hits_from_smoothed(scored, ScanSettings(manifest_threshold, 0, 1, m, gap, int8))
                 rows.append({"audio": audio.parent.name,
-                             "path": f"miner {'int8' if int8 else 'fp32'}{' +stft' if rewritten else ''}",
+                             "path": f"miner {'int8' if int8 else 'fp32'}",
                              "stride": stride, "realtime_x": round(audio_s / seconds, 1),
                              "realtime_x_per_cpu_second": round(audio_s / cpu, 1),
                              "windows": windows, "load": round(os.getloadavg()[0], 2),

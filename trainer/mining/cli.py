@@ -37,7 +37,7 @@ PROBE_RATIO = 0.5
 """Coarse-pass probe threshold as a share of the mining threshold (see scan.py)."""
 DEFAULT_STRIDE_HOPS = 3
 """Coarse stride: 240 ms. On 2 h of real audio it missed none of 81 hits of the 80 ms path
-(stride 4 missed one) at ~4.5x the sentry's batch throughput; see
+(stride 4 missed one) at ~2.5x the sentry's batch throughput per CPU-second; see
 benchmarks/miner_throughput.py."""
 
 
@@ -79,7 +79,7 @@ class _StopFlag:
         return previous
 
 
-def _settings(manifest, *, threshold, probe, stride, merge_gap, int8, exact_features):
+def _settings(manifest, *, threshold, probe, stride, merge_gap, int8):
     from .scan import ScanSettings
     threshold = round(manifest.threshold * DEFAULT_THRESHOLD_RATIO, 4) if threshold is None else threshold
     return ScanSettings(threshold=threshold,
@@ -87,7 +87,7 @@ def _settings(manifest, *, threshold, probe, stride, merge_gap, int8, exact_feat
                         stride_hops=DEFAULT_STRIDE_HOPS if stride is None else stride,
                         smoothing_hops=manifest.smoothing_hops,
                         merge_gap_s=manifest.refractory_s if merge_gap is None else merge_gap,
-                        int8=bool(int8), exact_features=exact_features)
+                        int8=bool(int8))
 
 
 @click.command()
@@ -108,8 +108,7 @@ def _settings(manifest, *, threshold, probe, stride, merge_gap, int8, exact_feat
 @click.option("--merge-gap", type=click.FloatRange(0.0), help="Seconds within which activations "
               "merge into one hit [default: the model's refractory period].")
 @click.option("--int8/--fp32", default=None, help="Classifier graph [default: fp32, model.onnx as "
-              "the sentry runs it; int8 is ~30% faster but moves scores by up to 0.02].")
-@click.option("--exact-features", is_flag=True, help="Run features.onnx untouched (slower).")
+              "the sentry runs it; int8 is ~25% faster but moves scores by up to 0.02].")
 @click.option("--dataset", type=click.Path(file_okay=False, path_type=Path),
               help="Dataset the queue confirms hits into (recorded in the session).")
 @click.option("--shard", default="1/1", show_default=True,
@@ -119,7 +118,7 @@ def _settings(manifest, *, threshold, probe, stride, merge_gap, int8, exact_feat
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_clean
 def mine(session_path: Path, paths, model_dir, resume, force, threshold, probe_threshold, stride,
-         merge_gap, int8, exact_features, dataset, shard, threads, progress) -> None:
+         merge_gap, int8, dataset, shard, threads, progress) -> None:
     """Scan long recordings in PATHS (files or folders) for what the model fires on.
 
     Activations at or above the mining threshold become hits (score, source, offset and a clip
@@ -139,15 +138,13 @@ def mine(session_path: Path, paths, model_dir, resume, force, threshold, probe_t
             raise MiningError("PATHS are fixed when a session starts; drop them with --resume")
         session = load_session(session_path)
         model_dir = model_dir or Path(session.data["model"]["dir"])
-        recorded = ScanSettings(**session.data["settings"])
+        recorded = ScanSettings.from_dict(session.data["settings"], str(session_path))
         asked = {"threshold": threshold, "probe_threshold": probe_threshold,
-                 "stride_hops": stride, "merge_gap_s": merge_gap, "int8": int8,
-                 "exact_features": exact_features or None}
+                 "stride_hops": stride, "merge_gap_s": merge_gap, "int8": int8}
         changed = {k: (getattr(recorded, k), v) for k, v in asked.items()
                    if v is not None and v != getattr(recorded, k)}
         settings = replace(recorded, **{k: v for k, (_, v) in changed.items()})
-        graphs = open_graphs(model_dir, int8=settings.int8, exact_features=settings.exact_features,
-                             threads=threads)
+        graphs = open_graphs(model_dir, int8=settings.int8, threads=threads)
         digest = model_hash(model_dir, [graphs.manifest.files["features"], graphs.model_file])
         problems = [f"{k}: session {old} -> now {new}" for k, (old, new) in changed.items()]
         if digest != session.data["model"]["hash"]:
@@ -166,11 +163,9 @@ def mine(session_path: Path, paths, model_dir, resume, force, threshold, probe_t
             raise click.UsageError("a new session needs --model DIR and PATHS (or pass --resume)")
         if session_path.exists():
             load_session(session_path)  # a corrupted file gets its own, clearer message
-        graphs = open_graphs(model_dir, int8=bool(int8),
-                             exact_features=exact_features, threads=threads)
+        graphs = open_graphs(model_dir, int8=bool(int8), threads=threads)
         settings = _settings(graphs.manifest, threshold=threshold, probe=probe_threshold,
-                             stride=stride, merge_gap=merge_gap, int8=int8,
-                             exact_features=exact_features)
+                             stride=stride, merge_gap=merge_gap, int8=int8)
         digest = model_hash(model_dir, [graphs.manifest.files["features"], graphs.model_file])
         session = create(session_path, model_dir=model_dir, paths=list(paths), settings=settings,
                          dataset=dataset, shard=parse_shard(shard),

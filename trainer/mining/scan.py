@@ -21,7 +21,7 @@ miss is a peak so narrow that no coarse hop near it reaches the probe threshold
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from sentry.constants import (
     WINDOW_FRAMES,
 )
 
+from . import MiningError
 from .audio import AudioSource
 from .graphs import FEATURE_INPUT_SAMPLES, Graphs
 
@@ -62,7 +63,7 @@ class ScanSettings:
     stride_hops: coarse stride in hops (1 = every 80 ms hop, the sentry's own path).
     smoothing_hops: trailing mean length, as the sentry's trigger (from the manifest).
     merge_gap_s: activations closer than this (seconds) merge into one hit.
-    int8: score with model.int8.onnx; exact_features: features.onnx without the STFT rewrite.
+    int8: score with model.int8.onnx instead of model.onnx.
     """
 
     threshold: float
@@ -71,7 +72,17 @@ class ScanSettings:
     smoothing_hops: int
     merge_gap_s: float
     int8: bool
-    exact_features: bool
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str) -> ScanSettings:
+        """Settings recorded in a session (`source` names it in errors)."""
+        names = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(data) - names), sorted(names - set(data))
+        if unknown or missing:
+            raise MiningError(f"{source}: its settings were written by another version of hark "
+                              f"(unknown: {unknown or 'none'}; missing: {missing or 'none'}); "
+                              "start a new session with `hark mine`")
+        return cls(**data)
 
     @property
     def merge_gap_hops(self) -> int:

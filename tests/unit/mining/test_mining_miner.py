@@ -159,6 +159,18 @@ def test_resume_refuses_changed_model_or_settings_unless_forced(tone_model, audi
                                     code=1).output
 
 
+def test_resume_of_a_session_with_unknown_settings_is_refused_cleanly(tone_model, audio_folder,
+                                                                     tmp_path):
+    """Settings a session recorded under another version (here a dropped option) are named."""
+    session = tmp_path / "s.json"
+    hark("mine", session, "--model", tone_model, audio_folder / "a.wav", "--no-progress")
+    data = json.loads(session.read_text())
+    data["settings"]["exact_features"] = False
+    session.write_text(json.dumps(data))
+    out = hark("mine", session, "--resume", code=1).output
+    assert "unknown: ['exact_features']" in out and "start a new session" in out
+
+
 def test_queue_confirms_into_the_dataset_and_discards(tone_model, audio_folder, tmp_path):
     dataset = tmp_path / "data"
     (dataset / "positive").mkdir(parents=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from itertools import pairwise
 
 import numpy as np
@@ -15,11 +16,11 @@ from sentry.constants import HOP_SAMPLES
 from sentry.detector import Detector
 from sentry.postprocess import smooth
 from trainer.mining.audio import AudioSource, BadAudio, find_audio, probe
-from trainer.mining.graphs import FEATURE_INPUT_SAMPLES, open_graphs, rewrite_stft
+from trainer.mining.graphs import FEATURE_INPUT_SAMPLES, has_stft_node, open_graphs
 from trainer.mining.scan import HitTracker, ScanSettings, Scorer
 
 SETTINGS = ScanSettings(threshold=0.5, probe_threshold=0.25, stride_hops=1, smoothing_hops=3,
-                        merge_gap_s=1.0, int8=False, exact_features=False)
+                        merge_gap_s=1.0, int8=False)
 
 
 def _scan(model, path, settings, block_starts=None):
@@ -62,7 +63,7 @@ def test_coarse_stride_finds_the_hits_of_every_hop(tone_model, long_wav):
 
 
 def test_hit_tracker_merges_and_keeps_the_peak():
-    settings = ScanSettings(0.5, 0.25, 1, 1, 0.4, False, False)  # gap = 5 hops
+    settings = ScanSettings(0.5, 0.25, 1, 1, 0.4, False)  # gap = 5 hops
     scores = np.zeros(60)
     scores[[10, 12, 14]] = [0.6, 0.9, 0.7]  # within the gap: one hit, peak at 12
     scores[[30, 40]] = [0.8, 0.55]  # 10 hops apart: two hits
@@ -117,7 +118,8 @@ def test_find_audio_recurses_sorts_and_rejects_missing(audio_folder, tmp_path):
 
 
 def _stft_features_graph() -> onnx.ModelProto:
-    """A features graph built like the exporter's: STFT with a Hann window, |X|^2, log."""
+    """A features graph built like exports made before LogMel became a strided convolution:
+    ONNX STFT with a Hann window, |X|^2, log; [B, 1520] -> [B, 8, 40]."""
     window = np.hanning(401)[:-1].astype(np.float32)
     nodes = [
         helper.make_node("Reshape", ["pcm", "shape"], ["flat"]),
@@ -145,26 +147,25 @@ def _stft_features_graph() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-def test_stft_rewrite_matches_the_original_graph(tmp_path):
+def test_an_old_export_with_an_stft_node_is_scored_unchanged_with_one_warning(tone_model, tmp_path,
+                                                                           caplog):
+    """Graphs are run as exported; an STFT node (an old, ~10x slower export) earns one warning
+    that says to re-export, and the current export's features graph earns none."""
     import onnxruntime as ort
-    path = tmp_path / "features.onnx"
-    onnx.save(_stft_features_graph(), str(path))
-    blob = rewrite_stft(path)
-    assert blob is not None
-    assert "STFT" not in {n.op_type for n in onnx.load_from_string(blob).graph.node}
-    x = (np.random.default_rng(1).standard_normal((32, FEATURE_INPUT_SAMPLES)) * 0.1).astype(np.float32)
-    want = ort.InferenceSession(str(path)).run(None, {"pcm": x})[0]
-    got = ort.InferenceSession(blob).run(None, {"pcm": x})[0]
-    assert want.shape == got.shape == (32, 8, 40)
-    # Float32 rounding differs in near-empty DFT bins, which the log magnifies: the bound is
-    # the exporter's own features parity tolerance; the typical bin agrees far closer.
-    np.testing.assert_allclose(got, want, atol=1e-2)
-    assert np.mean(np.abs(got - want)) < 1e-4
-
-
-def test_graphs_without_an_stft_are_used_unchanged(tone_model):
-    assert rewrite_stft(tone_model / "features.onnx") is None
-    assert open_graphs(tone_model).rewritten is False
+    assert not has_stft_node(tone_model / "features.onnx")
+    with caplog.at_level("WARNING", logger="trainer.mining.graphs"):
+        open_graphs(tone_model)
+    assert not caplog.records
+    old = tmp_path / "old_export"
+    shutil.copytree(tone_model, old)
+    onnx.save(_stft_features_graph(), str(old / "features.onnx"))
+    assert has_stft_node(old / "features.onnx")
+    with caplog.at_level("WARNING", logger="trainer.mining.graphs"):
+        graphs = open_graphs(old)
+    assert len(caplog.records) == 1 and "hark export" in caplog.records[0].getMessage()
+    x = (np.random.default_rng(1).standard_normal((4, FEATURE_INPUT_SAMPLES)) * 0.1).astype(np.float32)
+    want = ort.InferenceSession(str(old / "features.onnx")).run(None, {"pcm": x})[0]
+    np.testing.assert_array_equal(graphs.run_features(x), want)
 
 
 def test_a_fresh_source_resumes_mid_file_with_equal_scores_and_bounded_memory(tone_model, tone_kit,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -69,9 +70,19 @@ def synth(phrase: str, out: Path, positives, negatives, neighbours, with_eval: b
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--epochs", type=int, help="Overrides train.epochs.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@click.option("--compile/--no-compile", "use_compile", default=None,
+              help="Overrides train.use_compile (torch.compile; needs a C++ compiler on CPU).")
+@click.option("--grad-checkpointing/--no-grad-checkpointing", "grad_checkpointing", default=None,
+              help="Overrides train.gradient_checkpointing (recompute blocks in backward: less memory).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]),
+              help="Overrides train.precision (bf16: CPU or GPU autocast; fp16: CUDA only).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Overrides train.device.")
 @_fail_cleanly
-def train(config_path, dataset, run_dir: Path, epochs, resume: bool) -> None:
-    """Train the sentry model on a dataset folder."""
+def train(config_path, dataset, run_dir: Path, epochs, resume: bool, use_compile, grad_checkpointing,
+          precision, device) -> None:
+    """Train the sentry model on a dataset folder.
+
+    Data-parallel on N processes: `torchrun --nproc_per_node N -m trainer.cli train ...`."""
     from .config import load_config
     from .loop import train as run_training
     overrides = {}
@@ -79,6 +90,10 @@ def train(config_path, dataset, run_dir: Path, epochs, resume: bool) -> None:
         overrides["data.dataset"] = str(dataset)
     if epochs:
         overrides["train.epochs"] = epochs
+    for key, value in (("use_compile", use_compile), ("gradient_checkpointing", grad_checkpointing),
+                       ("precision", precision), ("device", device)):
+        if value is not None:
+            overrides[f"train.{key}"] = value
     config = load_config(config_path, overrides)
     # The dataset decides what the model detects: a synthesized dataset names its phrase.
     from .dataset import read_manifest
@@ -87,6 +102,8 @@ def train(config_path, dataset, run_dir: Path, epochs, resume: bool) -> None:
         logging.getLogger(__name__).info("wake word '%s' (from the dataset's manifest)", phrase)
         config = load_config(config_path, {**overrides, "wake_word": phrase})
     result = run_training(config, run_dir, resume=resume)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun the summary comes once, from rank 0
     click.echo(f"trained {result.epochs_run} epoch(s) in {result.seconds:.0f} s; best epoch "
                f"{result.best_epoch} (val loss {result.best_val_loss:.4f}); {result.parameters} parameters")
 
@@ -179,6 +196,30 @@ def cascade_eval(model_dir: Path, eval_root: Path, judge_model, judge_url, judge
     path = write_cascade_report(reports, out or model_dir / REPORT_JSON, context)
     click.echo(format_cascade_table(reports))
     click.echo(f"report: {path}", err=True)
+
+
+@main.group(name="config")
+def config_group() -> None:
+    """Check training configs before a long run."""
+
+
+@config_group.command(name="validate")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML or YAML config (default: the built-in defaults).")
+@_fail_cleanly
+def config_validate(config_path) -> None:
+    """Check a config's keys, types and values and its distillation teachers (files exist and
+    load, architectures and feature settings match); list every problem with its key."""
+    from .config import load_config, validate
+    from .teachers import inspect_teachers
+    config = load_config(config_path, check=False)  # unknown keys / wrong types raise here
+    teachers, teacher_problems = inspect_teachers(config)
+    problems = validate(config) + teacher_problems
+    source = config_path or "defaults"
+    if problems:
+        raise click.ClickException(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    summary = ", ".join(f"{t.role} {t.architecture} ({t.parameters} parameters)" for t in teachers)
+    click.echo(f"{source}: OK" + (f"; distillation from {summary}" if summary else ""))
 
 
 @main.command(name="plugins")

@@ -36,6 +36,8 @@ class DataConfig:
 AUGMENTATIONS = ("noise", "lowpass", "gain", "mel_warp", "specaugment")
 """The default chain, in order: waveform steps first, then feature steps (see plugins/)."""
 SNR_SCHEDULES = ("none", "linear", "cosine", "step")
+TRAIN_DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -100,6 +102,17 @@ class ModelConfig:
     window_norm: bool = True
     """Subtract each mel bin's mean over the window: removes the fixed colouring of a
     voice, microphone or room, which differs more between speakers than the words do."""
+    # Teacher architectures (crnn, conformer) read these; tcresnet ignores them.
+    d_model: int = 144
+    """conformer: width of every layer (must divide by heads)."""
+    num_layers: int = 4
+    """conformer: Conformer layers; crnn: stacked bidirectional GRU layers."""
+    heads: int = 4
+    """conformer: self-attention heads."""
+    ffn_dim: int = 576
+    """conformer: hidden width of each feed-forward module (4 x d_model is usual)."""
+    rnn_hidden: int = 128
+    """crnn: GRU hidden units per direction."""
 
 
 @dataclass
@@ -111,7 +124,24 @@ class TrainConfig:
     label_smoothing: float = 0.05
     seed: int = 1234
     threads: int = 2
-    """Torch intra-op threads (this class of laptop has 2-8 cores)."""
+    """Torch intra-op threads (this class of laptop has 2-8 cores); under torchrun the
+    processes on one machine share them (each gets threads // processes, at least 1)."""
+    device: str = "auto"
+    """"auto" (a CUDA GPU when torch sees one, else the CPU), "cpu" or "cuda". The data
+    pipeline always runs on the CPU; only the model moves (see trainer/perf.py)."""
+    precision: str = "fp32"
+    """"fp32"; "bf16" (autocast on CPU and bf16-capable GPUs: faster, less memory, the
+    activations rounded to 8 mantissa bits); "fp16" (CUDA only, with loss scaling). fp32 is
+    the default because the 85k-parameter student is not memory-bound and exact resume is
+    bit-for-bit in fp32."""
+    use_compile: bool = False
+    """torch.compile the model: faster steps after a one-off compile (about 30-60 s on a
+    laptop CPU, which a short run does not win back). Needs a C++ compiler on CPU; without
+    one the run trains eagerly and logs a 'compile fallback' warning."""
+    gradient_checkpointing: bool = False
+    """Recompute each repeated block's activations in backward instead of storing them: less
+    memory for larger batches or models, about one more forward pass of compute. Only for
+    architectures with repeated blocks (an error otherwise)."""
 
 
 @dataclass
@@ -126,6 +156,48 @@ class TriggerConfig:
         return TriggerSettings(self.threshold, self.smoothing_hops, self.refractory_s)
 
 
+DISTILL_MODES = ("auto", "none", "single", "dual")
+TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine")
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation from one or two trained teacher runs (trainer/teachers.py
+    checks them before the first step; `hark config validate` runs the same checks)."""
+
+    mode: str = "auto"
+    """none, single (teacher_*), dual (teacher_* and secondary_teacher_*), or auto: from
+    which teacher_model_path keys are set. A mode that disagrees with the paths is an error."""
+    distiller: str = "kd"
+    """Registered distiller that computes the loss (`hark plugins` lists them)."""
+    teacher_architecture: str = ""
+    """Architecture the teacher checkpoint must hold (e.g. "conformer"); required with a path."""
+    teacher_model_path: str = ""
+    """A teacher run's checkpoint (e.g. runs/teacher/checkpoints/best.pt); empty: none."""
+    secondary_teacher_architecture: str = ""
+    secondary_teacher_model_path: str = ""
+    """The second teacher of dual mode."""
+    temperature: float = 2.0
+    """Softmax temperature of the soft targets with temperature_schedule = "constant"."""
+    temperature_schedule: str = "constant"
+    """constant (temperature throughout), linear or cosine from temperature_start at the
+    first epoch to temperature_end at the last: soft early, sharper later."""
+    temperature_start: float = 4.0
+    temperature_end: float = 1.0
+    alpha: float = 0.5
+    """Weight of the soft-target loss; the hard-label loss gets 1 - alpha."""
+    secondary_weight: float = 0.5
+    """Dual mode: the secondary teacher's share of the soft target; the primary gets the rest."""
+
+    def resolved_mode(self) -> str:
+        """none, single or dual: ``mode``, or with "auto" what the given paths imply."""
+        if self.mode != "auto":
+            return self.mode
+        if self.secondary_teacher_model_path:
+            return "dual"
+        return "single" if self.teacher_model_path else "none"
+
+
 @dataclass
 class Config:
     wake_word: str = "hey jarvis"
@@ -134,6 +206,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,12 +275,14 @@ def _build(cls: type, data: dict[str, Any], prefix: str, errors: list[str]) -> A
     return cls(**kwargs)
 
 
-def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
+def config_from_dict(data: dict[str, Any], source: str = "config", *, check: bool = True) -> Config:
+    """Build a Config; unknown keys and wrong types always raise, value checks (``validate``)
+    only with ``check`` (`hark config validate` runs them itself, together with the teachers')."""
     errors: list[str] = []
     config = _build(Config, data, "", errors)
     if errors:
         raise TrainerError(f"{source}: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
-    problems = validate(config)
+    problems = validate(config) if check else []
     if problems:
         raise TrainerError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return config
@@ -249,10 +324,48 @@ def validate(config: Config) -> list[str]:
         problems.append(f"trigger.threshold: must be in [0, 1], got {config.trigger.threshold}")
     if config.train.lr <= 0:
         problems.append(f"train.lr: must be > 0, got {config.train.lr}")
+    for key, value, known in (("device", config.train.device, TRAIN_DEVICES),
+                              ("precision", config.train.precision, PRECISIONS)):
+        if value not in known:
+            problems.append(f"train.{key}: unknown '{value}' (known: {', '.join(known)})")
+    if config.train.threads < 1:
+        problems.append(f"train.threads: must be >= 1, got {config.train.threads}")
+    problems += _validate_model(config.model) + _validate_distill(config.distill)
     return problems
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+def _validate_model(model: ModelConfig) -> list[str]:
+    problems = [f"model.{name}: must be >= 1, got {getattr(model, name)}"
+                for name in ("d_model", "num_layers", "heads", "ffn_dim", "rnn_hidden")
+                if getattr(model, name) < 1]
+    if model.architecture == "conformer":
+        if model.heads >= 1 and model.d_model % model.heads:
+            problems.append(f"model.d_model: {model.d_model} must divide by model.heads ({model.heads})")
+        if model.kernel_size % 2 == 0:
+            problems.append(f"model.kernel_size: the conformer's depthwise kernel must be odd, "
+                            f"got {model.kernel_size}")
+    return problems
+
+
+def _validate_distill(distill: DistillConfig) -> list[str]:
+    """Value checks only; whether the teacher files exist and fit is trainer/teachers.py's job."""
+    problems = []
+    if distill.mode not in DISTILL_MODES:
+        problems.append(f"distill.mode: unknown '{distill.mode}' (known: {', '.join(DISTILL_MODES)})")
+    if distill.temperature_schedule not in TEMPERATURE_SCHEDULES:
+        problems.append(f"distill.temperature_schedule: unknown '{distill.temperature_schedule}' "
+                        f"(known: {', '.join(TEMPERATURE_SCHEDULES)})")
+    for name in ("temperature", "temperature_start", "temperature_end"):
+        if getattr(distill, name) <= 0:
+            problems.append(f"distill.{name}: must be > 0, got {getattr(distill, name)}")
+    for name in ("alpha", "secondary_weight"):
+        if not 0 <= getattr(distill, name) <= 1:
+            problems.append(f"distill.{name}: must be in [0, 1], got {getattr(distill, name)}")
+    return problems
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None, *,
+                check: bool = True) -> Config:
     """Load a TOML/YAML file (or defaults when path is None) and apply dotted overrides."""
     data: dict[str, Any] = {}
     source = "defaults"
@@ -277,7 +390,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return config_from_dict(data, source)
+    return config_from_dict(data, source, check=check)
 
 
 def save_config(config: Config, path: Path) -> None:

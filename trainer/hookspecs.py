@@ -45,8 +45,17 @@ def register_architectures(register: Register) -> None:
 @hookspec
 def register_distillers(register: Register) -> None:
     """Called once when the plugin manager is built. Call ``register(name, factory)`` per
-    distillation loss/teacher; ``factory(config)`` returns a callable
-    ``(student_logits [B], pcm [B, samples], labels [B]) -> scalar loss tensor``."""
+    distillation loss; ``distill.distiller`` picks one by name, and only when distill.mode
+    resolves to single or dual. ``factory(config: Config, context: DistillContext)`` runs
+    before the first training step; it loads its teachers (``context.build_model`` rebuilds
+    an architecture by name; ``trainer.teachers.load_teachers`` does the checked, frozen
+    loading) and raises TrainerError listing every problem with its config key. It returns a
+    callable ``(student_logits [B], hard_loss: scalar tensor, batch: DistillBatch) -> scalar
+    loss tensor`` that replaces the hard-label loss for that step (so it decides the weighting).
+    ``batch`` holds the step's pcm [B, samples] at 16 kHz after waveform augmentation, the
+    student's input log-mel [B, frames, mels] after feature augmentation, labels [B] float 0/1,
+    and the 0-based epoch and train.epochs (for schedules). Teachers must run in eval mode under
+    ``torch.no_grad()``: only the student's parameters are in the optimizer."""
 
 
 @hookspec

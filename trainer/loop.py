@@ -11,6 +11,7 @@ Augmentation, the architecture and lifecycle events go only through the plugin m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -24,12 +25,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed, perf
 from .config import Config, config_from_dict, save_config
 from .data import WindowSampler, load_pools, open_dataset
 from .errors import TrainerError
 from .features import LogMel
 from .models import count_parameters
-from .plugins import AugmentContext, AugmentState, PluginManager
+from .plugins import AugmentContext, AugmentState, DistillBatch, PluginManager
+from .teachers import feature_settings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,9 @@ CONFIG_NAME = "config.toml"
 METRICS_NAME = "metrics.jsonl"
 VAL_SEED_OFFSET = 10_000_019
 """Validation windows use a seed no training epoch can reach."""
+RUNTIME_KEYS = ("device", "use_compile", "gradient_checkpointing")
+"""train.* keys that describe the machine rather than the run: on resume the given values win
+(a run started on a laptop can continue on a GPU box); for every other key the checkpoint wins."""
 
 
 @dataclass
@@ -49,6 +55,8 @@ class TrainResult:
     best_val_loss: float
     parameters: int
     seconds: float
+    runtime: perf.Runtime | None = None
+    """The performance toggles in effect (device, precision, compiled, checkpointing)."""
 
 
 def _rng_state() -> dict[str, Any]:
@@ -56,14 +64,19 @@ def _rng_state() -> dict[str, Any]:
 
 
 def save_checkpoint(path: Path, *, model: nn.Module, optimizer, scheduler, epoch: int, step: int,
-                    config: Config, best: dict[str, float]) -> None:
-    """Atomic write: a crash mid-save never leaves a half checkpoint behind."""
+                    config: Config, best: dict[str, float], scaler=None) -> None:
+    """Atomic write: a crash mid-save never leaves a half checkpoint behind. ``model`` is the
+    plain module (never the DDP or torch.compile wrapper), so keys carry no `module.` or
+    `_orig_mod.` prefix and export and resume read them as they are."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
                 "rng": _rng_state(), "config": config.to_dict(), "best": best,
-                "architecture": config.model.architecture}, tmp)
+                "architecture": config.model.architecture,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                # What a student checks before distilling from this run (trainer/teachers.py).
+                "features": feature_settings()}, tmp)
     tmp.replace(path)
 
 
@@ -93,11 +106,18 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, frontend: LogMel, sampler: WindowSampler, seed: int) -> dict[str, float]:
+def validate(model: nn.Module, frontend: LogMel, sampler: WindowSampler, seed: int,
+             runtime: perf.Runtime | None = None) -> dict[str, float]:
+    """Loss and error rates at 0.5 on the validation windows; with ``runtime`` the model runs
+    on its device and precision (the frontend stays on the CPU)."""
     model.eval()
     losses, probs, labels = [], [], []
     for pcm, y in sampler.epoch(seed):
-        logits = model(frontend(pcm))
+        if runtime is None:
+            logits = model(frontend(pcm))
+        else:
+            with runtime.autocast():
+                logits = model(frontend(pcm).to(runtime.device)).float().cpu()
         losses.append(_loss(logits, y, 0.0).item() * len(y))
         probs.append(torch.sigmoid(logits))
         labels.append(y)
@@ -113,20 +133,27 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
     (a later `resume=True` call carries on exactly as if it had never stopped). `plugins`
     defaults to a fresh PluginManager (built-ins plus entry-point plugins)."""
     run_dir = Path(run_dir)
+    ctx = distributed.from_env()  # world size 1 unless started by torchrun
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(run_dir / LAST)
         stored = config_from_dict(checkpoint["config"], f"{run_dir / LAST} config")
+        runtime_lines = tuple(f"train.{key}:" for key in RUNTIME_KEYS)
         for line in _diff(checkpoint["config"], config.to_dict()):
-            log.warning("resume: the checkpoint's value wins: %s", line)
-        config = stored
+            if line.startswith(runtime_lines):
+                log.info("resume: the given value wins (a machine setting): %s", line)
+            else:
+                log.warning("resume: the checkpoint's value wins: %s", line)
+        config = dataclasses.replace(stored, train=dataclasses.replace(
+            stored.train, **{key: getattr(config.train, key) for key in RUNTIME_KEYS}))
     elif (run_dir / LAST).exists():
         raise TrainerError(f"{run_dir} already holds a run; pass --resume to continue it "
                            "or choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / CONFIG_NAME)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / CONFIG_NAME)
 
-    torch.set_num_threads(config.train.threads)
+    torch.set_num_threads(ctx.threads(config.train.threads))
     dataset = open_dataset(config)
     train_pools = load_pools(dataset, "train", config.data.max_positive_s)
     val_pools = load_pools(dataset, "val", config.data.max_positive_s)
@@ -139,9 +166,13 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
     state = AugmentState(config=config.augment, snr_db=config.augment.snr_db)
     rirs = [clip.path for clip in dataset.select("rir")]
     augmenter = plugins.build_augmenter(config.augment, AugmentContext(state, train_pools.background, rirs))
+    # Teachers are loaded and checked here too: a bad teacher fails before the first step.
+    distiller = plugins.build_distiller(config)
 
     torch.manual_seed(config.train.seed)
     model = plugins.build_model(config.model)
+    runtime = perf.prepare_model(model, config.train, config.model.architecture, ctx.local_rank)
+    distributed.start(ctx, runtime.device)
     frontend = LogMel()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
                                   weight_decay=config.train.weight_decay)
@@ -157,41 +188,64 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
         scheduler.load_state_dict(checkpoint["scheduler"])
         start_epoch, step, best = checkpoint["epoch"] + 1, checkpoint["step"], checkpoint["best"]
         random.setstate(checkpoint["rng"]["python"])
+        if runtime.scaler is not None and checkpoint.get("scaler"):
+            runtime.scaler.load_state_dict(checkpoint["scaler"])
         log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
+    # Weights are loaded into the plain module; DDP and compile wrap it only for the steps.
+    step_model = ctx.wrap(model, runtime.device)
+    if config.train.use_compile:
+        step_model, runtime.compiled = perf.compile_model(step_model, runtime.device)
+    if ctx.is_main:
+        log.info("training on %s%s", runtime.describe(),
+                 f", {ctx.world} processes" if ctx.active else "")
 
     began = time.monotonic()
     last_epoch = config.train.epochs if stop_after is None else min(stop_after, config.train.epochs)
     for epoch in range(start_epoch, last_epoch):
-        torch.manual_seed(config.train.seed * 1_000 + epoch)
-        aug_gen = torch.Generator().manual_seed(config.train.seed * 1_000 + epoch)
+        torch.manual_seed(ctx.seed(config.train.seed * 1_000 + epoch))
+        aug_gen = torch.Generator().manual_seed(ctx.seed(config.train.seed * 1_000 + epoch))
         plugins.epoch_start(epoch, config.train.epochs, state)
         model.train()
         bar = tqdm(train_sampler.epoch(config.train.seed * 1_000 + epoch), total=steps_per_epoch,
                    desc=f"epoch {epoch + 1}/{config.train.epochs}", unit="batch",
-                   disable=not progress, leave=False)
-        running = 0.0
-        for i, (pcm, labels) in enumerate(bar):
+                   disable=not (progress and ctx.is_main), leave=False)
+        running, batches = 0.0, 0
+        for pcm, labels in bar:
+            shard = ctx.shard(pcm, labels)
+            if shard is None:  # fewer rows than processes: every rank skips it
+                continue
+            pcm, labels = shard
             with torch.no_grad():
                 pcm = augmenter.waveform(pcm, labels, aug_gen)
                 feats = augmenter.features(frontend(pcm), labels, aug_gen)
-            loss = _loss(model(feats), labels, config.train.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            with runtime.autocast():
+                logits = step_model(feats.to(runtime.device)).float()
+            loss = _loss(logits, labels.to(runtime.device), config.train.label_smoothing)
+            if distiller is not None:
+                # Teachers follow the features to the student's device (the distiller moves them).
+                batch = DistillBatch(pcm, feats.to(runtime.device), labels.to(runtime.device),
+                                     epoch, config.train.epochs)
+                loss = distiller(logits, loss, batch)
+            runtime.backward_step(loss, optimizer)
             scheduler.step()
-            step += 1
-            running += (loss.item() - running) / (i + 1)
-            plugins.batch_end(step, loss.item())
+            step, batches = step + 1, batches + 1
+            running += (loss.item() - running) / batches
+            if ctx.is_main:
+                plugins.batch_end(step, loss.item())
             bar.set_postfix(loss=f"{running:.4f}")
+        ctx.sync_buffers(model)
+        if not ctx.is_main:  # rank 0 validates and writes; the others wait for it
+            ctx.barrier()
+            continue
         metrics = {"epoch": epoch + 1, "step": step, "train_loss": running,
-                   **validate(model, frontend, val_sampler, VAL_SEED_OFFSET)}
+                   **validate(model, frontend, val_sampler, VAL_SEED_OFFSET, runtime)}
         if metrics["val_loss"] < best["val_loss"]:
             best = {"val_loss": metrics["val_loss"], "epoch": epoch + 1}
             save_checkpoint(run_dir / BEST, model=model, optimizer=optimizer, scheduler=scheduler,
-                            epoch=epoch, step=step, config=config, best=best)
+                            epoch=epoch, step=step, config=config, best=best, scaler=runtime.scaler)
             plugins.checkpoint_saved(run_dir / BEST, epoch)
         save_checkpoint(run_dir / LAST, model=model, optimizer=optimizer, scheduler=scheduler,
-                        epoch=epoch, step=step, config=config, best=best)
+                        epoch=epoch, step=step, config=config, best=best, scaler=runtime.scaler)
         plugins.checkpoint_saved(run_dir / LAST, epoch)
         with open(run_dir / METRICS_NAME, "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
@@ -199,5 +253,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
         if progress:
             tqdm.write(f"epoch {epoch + 1}: train_loss {running:.4f} val_loss {metrics['val_loss']:.4f} "
                        f"val FRR@0.5 {metrics['val_frr@0.5']:.3f} val FAR@0.5 {metrics['val_far@0.5']:.4f}")
+        ctx.barrier()
+    best = ctx.share(best)  # only rank 0 validated; every rank reports its result
+    ctx.close()
     return TrainResult(run_dir, max(last_epoch - start_epoch, 0), best["epoch"], best["val_loss"],
-                       count_parameters(model), time.monotonic() - began)
+                       count_parameters(model), time.monotonic() - began, runtime)

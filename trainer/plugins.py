@@ -32,7 +32,7 @@ ENTRY_POINT_GROUP = "hark.plugins"
 DISABLE_AUTOLOAD_ENV = "HARK_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "HARK_BLOCK_PLUGINS"
 DEFAULT_PLUGINS = ("augment_noise", "augment_basic", "augment_pitch", "augment_reverb", "specaugment",
-                   "architectures", "snr_schedule")
+                   "architectures", "snr_schedule", "distill")
 """Modules of the built-in ``plugins`` package, registered under these names."""
 ESSENTIAL_PLUGINS = ("architectures",)
 """Built-ins that cannot be blocked: without an architecture there is nothing to train (as
@@ -61,6 +61,29 @@ class AugmentContext:
     """Background-noise clips (float32, 16 kHz) from the dataset's background/ folder."""
     rir: list[Path] = field(default_factory=list)
     """Impulse-response files in the dataset's rir/ folder (read by the reverb factory)."""
+
+
+@dataclass
+class DistillContext:
+    """What a distiller factory may use besides the config."""
+
+    build_model: Callable[[Any], torch.nn.Module]
+    """ModelConfig -> nn.Module through the architectures registry (teachers' own configs)."""
+
+
+@dataclass
+class DistillBatch:
+    """One training step as a distiller sees it (see hookspecs.register_distillers)."""
+
+    pcm: torch.Tensor
+    """float32 [B, samples] at 16 kHz, after waveform augmentation."""
+    features: torch.Tensor
+    """The student's input: log-mel [B, frames, mels] after feature augmentation."""
+    labels: torch.Tensor
+    """[B] float 0/1."""
+    epoch: int
+    """0-based."""
+    total_epochs: int
 
 
 @dataclass
@@ -203,6 +226,19 @@ class PluginManager:
                                    f"got {getattr(step, 'stage', None)!r}; fix the plugin")
             steps.append((name, step))
         return Augmenter(steps)
+
+    def build_distiller(self, config: Any) -> Callable[..., torch.Tensor] | None:
+        """The distiller ``distill.distiller`` names, with its teachers loaded and checked, or
+        None when distill.mode resolves to none. Call before the first training step."""
+        if config.distill.resolved_mode() == "none":
+            from .teachers import check_teachers  # a stray teacher path must not pass silently
+            problems = check_teachers(config, self.build_model)
+            if problems:
+                raise TrainerError(f"{len(problems)} problem(s) with the distillation settings:\n  "
+                                   + "\n  ".join(problems))
+            return None
+        factory = self.factory("distillers", config.distill.distiller, "distill.distiller")
+        return factory(config, DistillContext(build_model=self.build_model))
 
     # -- lifecycle ----------------------------------------------------------------------
     def epoch_start(self, epoch: int, total_epochs: int, state: AugmentState) -> None:

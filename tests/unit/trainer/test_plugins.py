@@ -214,7 +214,8 @@ def test_hark_plugins_help_and_listing(monkeypatch):
     result = CliRunner().invoke(main, ["plugins"])
     assert result.exit_code == 0, result.output
     assert "augment_noise 0.1.0" in result.output or "augment_noise " in result.output
-    assert "augmentations: noise" in result.output and "architectures: tcresnet" in result.output
+    assert "augmentations: noise" in result.output and "architectures: conformer, crnn, tcresnet" in result.output
+    assert "distillers: kd" in result.output
     monkeypatch.setenv(BLOCK_ENV, "augment_noise")
     result = CliRunner().invoke(main, ["plugins"])
     assert "augment_noise" not in result.output and "augment_basic" in result.output

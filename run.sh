@@ -2,12 +2,13 @@
 # One entry point for a fresh machine:
 #   ./run.sh demo   install everything, then run the main job ("hey jarvis", end to end)
 #   ./run.sh test   install everything, then run the test suite
-# Installs: Debian's flite + festival voices (held-out test engines; needs root or sudo),
+# Installs: Debian's flite + festival voices (held-out test engines) and g++ (torch.compile on
+# CPU) (needs root or sudo),
 # a virtual environment in .venv with hark[all]. Safe to run again: it skips what is done.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)
+APT_PACKAGES=(flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts g++)
 PYTHON=${PYTHON:-python3}
 
 install_apt() {

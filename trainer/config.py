@@ -79,6 +79,9 @@ class AugmentConfig:
     lowpass_probability: float = 0.25
     lowpass_hz: tuple[float, float] = (3_400.0, 6_000.0)
     """Band-limit some windows: 8 kHz voices, cheap microphones and codecs cut the top."""
+    tilt_probability: float = 0.0
+    tilt_db_per_octave: tuple[float, float] = (-6.0, 6.0)
+    """Spectral tilt around 1 kHz (dB per octave) for the "tilt" step, when it is in the chain."""
     mel_warp_probability: float = 0.8
     mel_warp: tuple[float, float] = (0.85, 1.18)
     """Stretch the mel axis by this factor (VTLP): other vocal-tract lengths, e.g. female and
@@ -297,7 +300,7 @@ def validate(config: Config) -> list[str]:
         problems.append("model.strides: need one stride per block "
                         f"({len(config.model.channels) - 1}), got {len(config.model.strides)}")
     for name in ("snr_db", "gain_db", "end_jitter_s", "lowpass_hz", "mel_warp", "snr_start_db",
-                 "snr_end_db", "shift_s", "reverb_rt60_s", "pitch_semitones", "speed_factor"):
+                 "snr_end_db", "shift_s", "tilt_db_per_octave", "reverb_rt60_s", "pitch_semitones", "speed_factor"):
         lo, hi = getattr(config.augment, name)
         if lo > hi:
             problems.append(f"augment.{name}: low {lo} > high {hi}")
@@ -313,7 +316,7 @@ def validate(config: Config) -> list[str]:
         problems.append(f"augment.noise_source: unknown '{config.augment.noise_source}' "
                         "(known: background, colored)")
     for name in ("noise_probability", "gain_probability", "shift_probability",
-                 "lowpass_probability", "mel_warp_probability", "reverb_probability",
+                 "lowpass_probability", "tilt_probability", "mel_warp_probability", "reverb_probability",
                  "pitch_probability", "speed_probability"):
         if not 0 <= getattr(config.augment, name) <= 1:
             problems.append(f"augment.{name}: must be in [0, 1], got {getattr(config.augment, name)}")

@@ -3,7 +3,7 @@ import torch
 
 from sentry.constants import CLIP_SAMPLES, SAMPLE_RATE
 from trainer.config import AugmentConfig
-from plugins.augment_basic import lowpass
+from plugins.augment_basic import Tilt, lowpass, tilt
 from plugins.specaugment import mel_warp, spec_augment
 
 
@@ -42,3 +42,26 @@ def test_spec_augment_masks_within_limits_and_is_seeded():
     # at most one time mask (10 frames x 40 bins) + one freq mask (6 bins x 148 frames) per window
     assert (changed.sum(dim=(1, 2)) <= 10 * 40 + 6 * 148).all()
     assert changed.sum() > 0
+
+
+def _tone_level_db(pcm: torch.Tensor, hz: float) -> float:
+    spectrum = torch.fft.rfft(pcm).abs()
+    return 20 * float(torch.log10(spectrum[round(hz * pcm.shape[-1] / SAMPLE_RATE)]))
+
+
+def test_tilt_changes_level_by_db_per_octave_around_one_khz():
+    t = torch.arange(CLIP_SAMPLES) / SAMPLE_RATE
+    pcm = sum(torch.sin(2 * torch.pi * hz * t) for hz in (500.0, 1000.0, 4000.0)).unsqueeze(0)
+    out = tilt(pcm, torch.tensor([6.0]))
+    assert abs(_tone_level_db(out[0], 1000.0) - _tone_level_db(pcm[0], 1000.0)) < 0.1
+    assert abs(_tone_level_db(out[0], 4000.0) - _tone_level_db(pcm[0], 4000.0) - 12.0) < 0.2
+    assert abs(_tone_level_db(out[0], 500.0) - _tone_level_db(pcm[0], 500.0) + 6.0) < 0.2
+
+
+def test_tilt_step_keeps_peak_and_skips_rows_by_probability():
+    config = AugmentConfig(tilt_probability=0.5, tilt_db_per_octave=(6.0, 6.0))
+    pcm = torch.randn(64, CLIP_SAMPLES) * 0.1
+    out = Tilt(config, None)(pcm, torch.zeros(64), torch.Generator().manual_seed(0))
+    changed = (out - pcm).abs().amax(dim=1) > 1e-4
+    assert 10 < int(changed.sum()) < 54
+    torch.testing.assert_close(out.abs().amax(dim=1), pcm.abs().amax(dim=1))

@@ -72,11 +72,13 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("/tmp/hark-distill"))
     parser.add_argument("--teacher-epochs", type=int, default=16)
     parser.add_argument("--student-epochs", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="train.threads; use 1 when other jobs share the CPU (2 threads then thrash).")
     parser.add_argument("--quick", action="store_true", help="Smaller teachers (see QUICK_TEACHERS).")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     began = time.monotonic()
-    base = {"data.dataset": str(args.data)}
+    base = {"data.dataset": str(args.data), "train.threads": args.threads}
 
     teachers = {}
     for arch in ("crnn", "conformer"):

@@ -42,7 +42,7 @@ CONFIG_NAME = "config.toml"
 METRICS_NAME = "metrics.jsonl"
 VAL_SEED_OFFSET = 10_000_019
 """Validation windows use a seed no training epoch can reach."""
-RUNTIME_KEYS = ("device", "use_compile", "gradient_checkpointing")
+RUNTIME_KEYS = ("device", "threads", "use_compile", "gradient_checkpointing")
 """train.* keys that describe the machine rather than the run: on resume the given values win
 (a run started on a laptop can continue on a GPU box); for every other key the checkpoint wins."""
 

@@ -10,11 +10,8 @@ between replays to the same file name instead of a duplicate.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
-import os
-import tempfile
 import time
 import wave
 from collections.abc import Callable
@@ -38,6 +35,7 @@ from .session import (
     file_key,
     locked,
     new_session,
+    write_bytes,
 )
 
 CONTEXT_BEFORE_S = 1.0
@@ -105,21 +103,6 @@ def create(path: Path, *, model_dir: Path, model: dict, paths: list[Path], setti
     session.data["shard"]["total_files"] = len(every)
     session.save(keep_review=False)
     return session
-
-
-def write_bytes(path: Path, blob: bytes) -> None:
-    """Write a file atomically; on failure nothing is left under either name."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def wav_bytes(audio: np.ndarray) -> bytes:

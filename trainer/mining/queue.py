@@ -25,6 +25,7 @@ from .session import (
     Session,
     load_session,
     locked,
+    write_bytes,
     write_json_atomic,
 )
 
@@ -110,7 +111,7 @@ def _write_positive(session: Session, hit: dict, clip: Path, dst: Path) -> None:
 
     from trainer.config import DataConfig
 
-    from .miner import wav_bytes, write_bytes
+    from .miner import wav_bytes
     audio, rate = sf.read(str(clip), dtype="float32")
     end = round((hit["offset_s"] - hit["clip_start_s"]) * rate)
     keep = int((DataConfig().max_positive_s - POSITIVE_MARGIN_S) * rate)

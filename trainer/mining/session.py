@@ -149,13 +149,13 @@ def running(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Temp file in the same folder, fsync, rename over, fsync the folder. On any error
+def write_bytes(path: Path, blob: bytes) -> None:
+    """Write a file atomically: temp file in the same folder, fsync, rename over. On any error
     (disk full included) the temp file is removed and the old file is left as it was."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -163,6 +163,11 @@ def write_json_atomic(path: Path, data: dict) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """``write_bytes`` of the JSON, then fsync the folder so the rename itself is durable."""
+    write_bytes(path, json.dumps(data, indent=1).encode("utf-8"))
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from sentry.constants import N_MELS
+
 
 def run_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, checkpointing: bool) -> torch.Tensor:
     """Apply ``blocks`` in order; with ``checkpointing`` (and grad enabled) each block's
@@ -29,3 +31,13 @@ def run_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, checkpointing: bool
 def supports_checkpointing(model: nn.Module) -> bool:
     """True when ``model`` follows the convention above (repeated blocks it can checkpoint)."""
     return hasattr(model, "gradient_checkpointing") and hasattr(model, "blocks")
+
+
+def conv_stem(out_channels: int) -> nn.Sequential:
+    """Mel bins as channels -> ``out_channels``: a 3-frame conv, batch norm, ReLU (the stem of
+    the temporal-CNN architectures)."""
+    return nn.Sequential(
+        nn.Conv1d(N_MELS, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm1d(out_channels),
+        nn.ReLU(),
+    )

@@ -10,10 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sentry.constants import N_MELS
-
 from ..config import ModelConfig
-from .common import run_blocks
+from .common import conv_stem, run_blocks
 
 
 class ConvBlock(nn.Module):
@@ -50,11 +48,7 @@ class CRNN(nn.Module):
         self.window_norm = config.window_norm
         self.gradient_checkpointing = False
         channels = config.channels
-        self.stem = nn.Sequential(
-            nn.Conv1d(N_MELS, channels[0], 3, padding=1, bias=False),
-            nn.BatchNorm1d(channels[0]),
-            nn.ReLU(),
-        )
+        self.stem = conv_stem(channels[0])
         self.blocks = nn.Sequential(*[
             ConvBlock(c_in, c_out, config.kernel_size, stride, config.dropout)
             for c_in, c_out, stride in zip(channels[:-1], channels[1:], config.strides)])

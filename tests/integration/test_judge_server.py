@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pytest
@@ -161,6 +162,35 @@ def test_a_real_server_with_two_workers_verifies_and_refuses_in_json(
     assert "Traceback" not in log and "hark-judge: stopped" in log
 
 
+class _HungJudge:
+    """A loopback listener that takes the request and never replies, so the client's
+    timeout fires however fast the machine is."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests = 0
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.requests += 1
+            self.held.append(conn)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
 def test_the_client_against_the_real_judge_down_slow_and_back(exported, keys_file, positive_wav):
     clip = read_wav(positive_wav)
     server = Server(exported, keys_file)
@@ -175,10 +205,13 @@ def test_the_client_against_the_real_judge_down_slow_and_back(exported, keys_fil
         refused = wrong_key.verify_pcm(clip)
         assert refused.source == "policy" and refused.attempts == 1 and "HTTP 401" in refused.error
 
-        impatient = JudgeClient(server.url, KEY, timeout_s=0.002, retries=0)
-        long_clip = np.tile(clip, int(np.ceil(9.5 * 16_000 / clip.size)))[:int(9.5 * 16_000)]
-        slow = impatient.verify_pcm(long_clip)  # 300 KB to send and decode: more than 2 ms
-        assert slow.source == "policy" and "timed out" in slow.error
+        with _HungJudge() as hung:  # accepts, reads, never answers: a judge stuck mid-request
+            impatient = JudgeClient(hung.url, KEY, timeout_s=0.2, retries=0)
+            started = time.monotonic()
+            slow = impatient.verify_pcm(clip)
+            waited = time.monotonic() - started
+        assert slow.source == "policy" and "timed out" in slow.error and hung.requests == 1
+        assert 0.2 <= waited < 5.0
     finally:
         assert server.stop() == 0
 

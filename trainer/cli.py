@@ -245,8 +245,10 @@ def list_plugins(as_json: bool) -> None:
         click.echo("no plugins loaded (all blocked?)")
 
 
+from studio.server import studio as _studio  # noqa: E402
+
 from .mining.cli import mine as _mine, queue as _queue, sessions as _sessions  # noqa: E402
-for _command in (_mine, _queue, _sessions):
+for _command in (_mine, _queue, _sessions, _studio):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -1,0 +1,233 @@
+"""Background jobs: each long task (synthesis, training, mining, ...) runs as its own `hark`
+process, at most one at a time per kind, so it survives the browser tab closing and a
+page that opens later reattaches to it by kind.
+
+State is kept in WORKSPACE/.studio/jobs.json (rewritten atomically) and each job's output
+in WORKSPACE/.studio/logs/<id>.log. A studio restarted while a job ran finds its process
+gone and marks it "interrupted"; training and mining can then be resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CONFLICT, NOT_FOUND, StudioError
+
+STOP_GRACE_S = 30.0
+"""Seconds a job may take to stop after SIGINT (finishing a step, saving) before SIGKILL."""
+LOG_TAIL_BYTES = 64 * 1024
+"""Bytes read from the end of a log for progress and the log view."""
+PAUSED_EXIT = 75
+"""`hark mine` exits with this after pausing on a signal (EX_TEMPFAIL): resumable."""
+
+RUNNING_STATES = ("running", "stopping")
+# tqdm's bar: " 45%|####      | 45/100 [00:10<00:12, 4.5it/s]" (carriage-return separated)
+_TQDM = re.compile(r"(\d+)%\|[^|]*\|\s*([\d.]+[kMG]?)/([\d.]+[kMG]?)\s*\[([\d:]+)<([\d:?]+)")
+
+
+def hark_argv(*args: str) -> list[str]:
+    """argv that runs `hark ARGS...` with this interpreter (no reliance on PATH)."""
+    return [sys.executable, "-m", "trainer.cli", *map(str, args)]
+
+
+def _seconds(clock: str) -> float | None:
+    if "?" in clock:
+        return None
+    total = 0.0
+    for part in clock.split(":"):
+        total = total * 60 + float(part)
+    return total
+
+
+def parse_progress(text: str) -> dict[str, Any] | None:
+    """The last tqdm bar in TEXT: {"percent", "done", "total", "elapsed_s", "eta_s", "line"}."""
+    last = None
+    for line in re.split(r"[\r\n]", text):
+        match = _TQDM.search(line)
+        if match:
+            last = (line.strip(), match)
+    if last is None:
+        return None
+    line, match = last
+    return {"percent": int(match.group(1)), "done": match.group(2), "total": match.group(3),
+            "elapsed_s": _seconds(match.group(4)), "eta_s": _seconds(match.group(5)), "line": line}
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    argv: list[str]
+    title: str
+    state: str = "running"
+    """running, stopping, done, failed, stopped (by the user), paused (mining), interrupted."""
+    returncode: int | None = None
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    pid: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    """What the panel needs to find the job's results (run dir, session file, ...)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class JobManager:
+    """Starts, watches and stops the studio's background processes."""
+
+    def __init__(self, state_dir: Path, cwd: Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.logs = self.state_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.cwd = Path(cwd)
+        self._lock = threading.RLock()
+        self._procs: dict[str, subprocess.Popen] = {}
+        self.jobs: dict[str, Job] = {}
+        self._load()
+
+    # -- persistence -------------------------------------------------------------------
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "jobs.json"
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self._state_file.read_text())
+        except (OSError, ValueError):
+            return
+        for item in data.get("jobs", []):
+            try:
+                job = Job(**item)
+            except TypeError:
+                continue
+            if job.state in RUNNING_STATES:  # its process belonged to an earlier studio
+                job.state, job.ended = "interrupted", job.ended or time.time()
+            self.jobs[job.id] = job
+
+    def _save(self) -> None:
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"jobs": [j.to_dict() for j in self.jobs.values()]}, indent=1))
+        os.replace(tmp, self._state_file)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, kind: str, argv: list[str], *, title: str, meta: dict[str, Any] | None = None) -> Job:
+        """Start ARGV as the job of KIND; StudioError (409) while one of that kind runs."""
+        with self._lock:
+            current = self.current(kind)
+            if current is not None and current.state in RUNNING_STATES:
+                raise StudioError(f"a {kind} job is already running ({current.title}); stop it or "
+                                  "wait for it to finish", status=CONFLICT, code="busy")
+            job = Job(id=uuid.uuid4().hex[:12], kind=kind, argv=list(map(str, argv)), title=title,
+                      meta=dict(meta or {}))
+            log = open(self.log_path(job.id), "wb")  # noqa: SIM115 - owned by the child
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "HARK_STUDIO_JOB": job.id}
+            try:
+                proc = subprocess.Popen(job.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            except OSError as exc:
+                log.close()
+                raise StudioError(f"could not start {kind}: {exc}", code="start_failed") from exc
+            log.close()
+            job.pid = proc.pid
+            self._procs[job.id] = proc
+            self.jobs[job.id] = job
+            self._save()
+        threading.Thread(target=self._watch, args=(job, proc), daemon=True).start()
+        return job
+
+    def _watch(self, job: Job, proc: subprocess.Popen) -> None:
+        code = proc.wait()
+        with self._lock:
+            job.returncode, job.ended = code, time.time()
+            if code == 0:
+                job.state = "done"
+            elif code == PAUSED_EXIT and job.kind == "mine":
+                job.state = "paused"
+            elif job.state == "stopping":
+                job.state = "stopped"
+            else:
+                job.state = "failed"
+            self._procs.pop(job.id, None)
+            self._save()
+
+    def stop(self, kind: str) -> Job:
+        """Ask KIND's running job to stop (SIGINT: it saves and exits); SIGKILL after a grace."""
+        with self._lock:
+            job = self.current(kind)
+            proc = self._procs.get(job.id) if job else None
+            if job is None or proc is None or job.state not in RUNNING_STATES:
+                raise StudioError(f"no {kind} job is running", status=CONFLICT, code="not_running")
+            job.state = "stopping"
+            self._save()
+            sig = signal.SIGTERM if kind == "mine" else signal.SIGINT
+            try:
+                proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+        threading.Thread(target=self._kill_later, args=(proc,), daemon=True).start()
+        return job
+
+    @staticmethod
+    def _kill_later(proc: subprocess.Popen) -> None:
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    def shutdown(self) -> None:
+        """Stop every running job (the studio itself is exiting)."""
+        for job in list(self.jobs.values()):
+            if job.state in RUNNING_STATES:
+                try:
+                    self.stop(job.kind)
+                except StudioError:
+                    pass
+        for proc in list(self._procs.values()):
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    # -- queries -----------------------------------------------------------------------
+    def current(self, kind: str) -> Job | None:
+        """KIND's newest job (running or not)."""
+        with self._lock:
+            of_kind = [j for j in self.jobs.values() if j.kind == kind]
+            return max(of_kind, key=lambda j: j.started) if of_kind else None
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            if job_id not in self.jobs:
+                raise StudioError(f"no job {job_id!r}", status=NOT_FOUND, code="no_such_job")
+            return self.jobs[job_id]
+
+    def log_path(self, job_id: str) -> Path:
+        return self.logs / f"{job_id}.log"
+
+    def log_tail(self, job_id: str, max_bytes: int = LOG_TAIL_BYTES) -> str:
+        path = self.log_path(job_id)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(max(0, path.stat().st_size - max_bytes))
+                return fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def describe(self, job: Job, *, lines: int = 40) -> dict[str, Any]:
+        """The job as the UI shows it: state, progress bar, the log's last LINES lines."""
+        tail = self.log_tail(job.id)
+        # Progress bars rewrite one line with \r; the log view keeps each line's last state.
+        shown = [part.rsplit("\r", 1)[-1] for part in tail.split("\n")]
+        return {**job.to_dict(), "progress": parse_progress(tail) if job.state in RUNNING_STATES else None,
+                "log": "\n".join(line for line in shown if line.strip())[-20_000:].split("\n")[-lines:]}

@@ -17,11 +17,17 @@ from pathlib import Path
 
 from flask import Flask, current_app, redirect, request
 
-from .errors import FORBIDDEN, UNAUTHORIZED, StudioError, error_response, register_error_handlers
+from .errors import (
+    FORBIDDEN,
+    UNAUTHORIZED,
+    StudioError,
+    error_response,
+    register_error_handlers,
+)
 from .files import FileRoots
 from .jobs import JobManager
 
-__all__ = ["create_app", "get_studio", "Studio", "StudioError"]
+__all__ = ["Studio", "StudioError", "create_app", "get_studio"]
 
 PANELS = ()
 """Blueprint modules under studio.panels, one per panel, registered in this order."""

@@ -46,8 +46,9 @@ def test_the_file_api_refuses_paths_out_of_its_roots(start_studio, tmp_path):
 
 
 def test_off_loopback_needs_a_token(start_studio, page):
-    from trainer.cli import main
     from click.testing import CliRunner
+
+    from trainer.cli import main
     refused = CliRunner().invoke(main, ["studio", "--host", "0.0.0.0", "--port", "0"])
     assert refused.exit_code == 2 and "--token" in refused.output
 

@@ -74,6 +74,14 @@ def create_app(workspace: str | Path, *, roots: dict[str, str | Path] | None = N
     studio = Studio(workspace, JobManager(workspace / ".studio", cwd=workspace), FileRoots(all_roots), token)
     app.extensions["hark_studio"] = studio
     register_error_handlers(app)
+
+    @app.before_request
+    def _limit_body():  # Flask checks the limit only when a view reads the body; refuse early
+        if request.content_length is not None and request.content_length > max_upload_bytes:
+            return error_response("too_large", f"the upload is {request.content_length} bytes; the "
+                                  f"limit is {max_upload_bytes} (hark studio --max-upload-mb)", 413)
+        return None
+
     if token:
         _require_token(app, token)
 

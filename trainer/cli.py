@@ -5,28 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 import click
 
-from .errors import TrainerError
-
-
-def _fail_cleanly(fn):
-    """Turn user-facing errors into a message and exit 1, never a traceback."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except TrainerError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-    return wrapper
+from .clitools import fail_cleanly as _fail_cleanly
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -179,8 +162,12 @@ def cascade_eval(model_dir: Path, eval_root: Path, judge_model, judge_url, judge
     """FRR and false accepts per hour of the sentry alone and of sentry + judge."""
     from sentry.judge_client import read_key_file
 
-    from .cascade import (REPORT_JSON, evaluate_cascade, format_cascade_table,
-                          write_cascade_report)
+    from .cascade import (
+        REPORT_JSON,
+        evaluate_cascade,
+        format_cascade_table,
+        write_cascade_report,
+    )
     if judge_key_file and not judge_url:
         raise click.UsageError("--judge-key-file goes with --judge-url")
     from sentry.errors import SentryError
@@ -245,9 +232,12 @@ def list_plugins(as_json: bool) -> None:
         click.echo("no plugins loaded (all blocked?)")
 
 
-from studio.server import studio as _studio  # noqa: E402
+from studio.server import studio as _studio
 
-from .mining.cli import mine as _mine, queue as _queue, sessions as _sessions  # noqa: E402
+from .mining.cli import mine as _mine
+from .mining.cli import queue as _queue
+from .mining.cli import sessions as _sessions
+
 for _command in (_mine, _queue, _sessions, _studio):
     main.add_command(_command)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import click
 
+from trainer.clitools import fail_cleanly as _clean
+
 from . import DEFAULT_THREADS, MiningError
 from .session import (
     CONFIRMED,
@@ -39,21 +41,6 @@ DEFAULT_STRIDE_HOPS = 3
 """Coarse stride: 240 ms. On 2 h of real audio it missed none of 81 hits of the 80 ms path
 (stride 4 missed one) at ~2.5x the sentry's batch throughput per CPU-second; see
 benchmarks/miner_throughput.py."""
-
-
-def _clean(fn):
-    """MiningError (and every TrainerError) -> message and exit 1, never a traceback."""
-    import functools
-
-    from trainer.errors import TrainerError
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except TrainerError as exc:
-            raise click.ClickException(str(exc)) from None
-    return wrapper
 
 
 class _StopFlag:

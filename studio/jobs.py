@@ -32,8 +32,9 @@ PAUSED_EXIT = 75
 """`hark mine` exits with this after pausing on a signal (EX_TEMPFAIL): resumable."""
 
 RUNNING_STATES = ("running", "stopping")
-# tqdm's bar: " 45%|####      | 45/100 [00:10<00:12, 4.5it/s]" (carriage-return separated)
-_TQDM = re.compile(r"(\d+)%\|[^|]*\|\s*([\d.]+[kMG]?)/([\d.]+[kMG]?)\s*\[([\d:]+)<([\d:?]+)")
+# tqdm's bar: " 45%|####      | 45/100 [00:10<00:12, 4.5it/s]" (carriage-return separated),
+# also with a unit after the counts, as `hark mine`'s " 4%|▍ | 0.08/2.00 h audio [00:00<00:05, ...]"
+_TQDM = re.compile(r"(\d+)%\|[^|]*\|\s*([\d.]+[kMG]?)/([\d.]+[kMG]?)[^\[\r\n]*\[([\d:]+)<([\d:?]+)")
 
 
 def hark_argv(*args: str) -> list[str]:

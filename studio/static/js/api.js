@@ -74,7 +74,7 @@ export function jobView(kind, { onUpdate, stoppable = true, stopLabel = "Stop" }
   const state = el("span", { class: "job-state", "data-role": "job-state" }, "idle");
   const bar = el("progress", { max: 100, value: 0, hidden: true });
   const eta = el("span", { class: "muted", "data-role": "job-eta" });
-  const log = el("pre", { class: "log", "data-role": "job-log" });
+  const log = el("pre", { class: "log", "data-role": "job-log", hidden: true });
   const stopButton = el("button", { class: "danger", hidden: true, onclick: async () => {
     try { await api(`/api/jobs/${kind}/stop`, { method: "POST" }); toast(`${kind}: stopping`); refresh(); }
     catch (e) { toast(e.message, true); }
@@ -83,7 +83,7 @@ export function jobView(kind, { onUpdate, stoppable = true, stopLabel = "Stop" }
     el("div", { class: "row" }, el("span", {}, `${kind} job: `), state, eta, stoppable ? stopButton : null), bar, log);
   async function refresh() {
     const { job } = await api(`/api/jobs/${kind}`);
-    if (!job) { state.textContent = "idle"; bar.hidden = true; stopButton.hidden = true; log.textContent = ""; }
+    if (!job) { state.textContent = "idle"; bar.hidden = true; stopButton.hidden = true; log.textContent = ""; log.hidden = true; }
     else {
       state.textContent = job.state + (job.returncode !== null && job.state === "failed" ? ` (exit ${job.returncode})` : "");
       state.className = "job-state " + ({ done: "ok", failed: "bad" }[job.state] || "");
@@ -95,6 +95,7 @@ export function jobView(kind, { onUpdate, stoppable = true, stopLabel = "Stop" }
       } else { bar.hidden = !running; if (!running) eta.textContent = ""; }
       const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
       log.textContent = job.log.join("\n");
+      log.hidden = !job.log.length;
       if (atBottom) log.scrollTop = log.scrollHeight;
     }
     if (onUpdate) onUpdate(job);
@@ -114,7 +115,7 @@ export function fileBrowser({ onPick, filter } = {}) {
     list.replaceChildren();
     if (data.path) {
       const parent = data.path.split("/").slice(0, -1).join("/");
-      list.append(el("div", { onclick: () => open(parent) }, "⬑ .."));
+      list.append(el("div", { class: "dir", onclick: () => open(parent) }, "../ (up)"));
     }
     for (const entry of data.entries) {
       if (filter && !entry.is_dir && !filter(entry)) continue;
@@ -122,7 +123,8 @@ export function fileBrowser({ onPick, filter } = {}) {
         list.querySelectorAll(".selected").forEach((n) => n.classList.remove("selected"));
         row.classList.add("selected");
         if (onPick) onPick(entry.path, entry.is_dir);
-      }, ondblclick: () => entry.is_dir && open(entry.path) }, (entry.is_dir ? "📁 " : "🎵 ") + entry.name);
+      }, ondblclick: () => entry.is_dir && open(entry.path) }, entry.is_dir ? `${entry.name}/` : entry.name);
+      row.classList.add(entry.is_dir ? "dir" : "file");
       list.append(row);
     }
   }

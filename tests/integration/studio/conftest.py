@@ -48,8 +48,11 @@ class StudioProcess:
                 self.proc.kill()
                 raise AssertionError(f"the studio did not start: {''.join(self.stderr)}") from None
             match = re.search(r"serving .* on (http://\S+)", line)
-        self.url = match.group(1).split("?")[0].rstrip("/")
-        with urllib.request.urlopen(self.url + "/api/state", timeout=10) as response:
+        self.url, _, token = match.group(1).partition("?token=")
+        self.url = self.url.rstrip("/")
+        ready = urllib.request.Request(self.url + "/api/state",
+                                       headers={"Authorization": f"Bearer {token}"} if token else {})
+        with urllib.request.urlopen(ready, timeout=10) as response:
             assert response.status == 200
 
     def _read(self) -> None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -127,6 +127,26 @@ def validate(model: nn.Module, frontend: LogMel, sampler: WindowSampler, seed: i
             "val_far@0.5": float((neg >= 0.5).float().mean())}
 
 
+def _trim_metrics(path: Path, epochs_done: int) -> None:
+    """Keep the metrics of the epochs the checkpoint holds: a run stopped between writing an
+    epoch's line and saving its checkpoint repeats that epoch, and must not log it twice."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line).get("epoch", 0) <= epochs_done:
+                kept.append(line)
+        except ValueError:
+            pass  # a line cut short by the crash that ended the run
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+
+
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, plugins: PluginManager | None = None) -> TrainResult:
     """Train (or resume) a run; `stop_after` ends this call after that many epochs in total
@@ -191,6 +211,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
         if runtime.scaler is not None and checkpoint.get("scaler"):
             runtime.scaler.load_state_dict(checkpoint["scaler"])
         log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
+        if ctx.is_main:
+            _trim_metrics(run_dir / METRICS_NAME, start_epoch)
     # Weights are loaded into the plain module; DDP and compile wrap it only for the steps.
     step_model = ctx.wrap(model, runtime.device)
     if config.train.use_compile:
@@ -244,11 +266,11 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
             save_checkpoint(run_dir / BEST, model=model, optimizer=optimizer, scheduler=scheduler,
                             epoch=epoch, step=step, config=config, best=best, scaler=runtime.scaler)
             plugins.checkpoint_saved(run_dir / BEST, epoch)
+        with open(run_dir / METRICS_NAME, "a") as fh:  # before last.pt: resume trims a line it outlived
+            fh.write(json.dumps(metrics) + "\n")
         save_checkpoint(run_dir / LAST, model=model, optimizer=optimizer, scheduler=scheduler,
                         epoch=epoch, step=step, config=config, best=best, scaler=runtime.scaler)
         plugins.checkpoint_saved(run_dir / LAST, epoch)
-        with open(run_dir / METRICS_NAME, "a") as fh:
-            fh.write(json.dumps(metrics) + "\n")
         plugins.epoch_end(epoch, metrics)
         if progress:
             tqdm.write(f"epoch {epoch + 1}: train_loss {running:.4f} val_loss {metrics['val_loss']:.4f} "

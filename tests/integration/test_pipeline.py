@@ -37,7 +37,11 @@ def test_resume_continues_exactly(tiny_dataset, trained_run, tmp_path, make_conf
     assert load_checkpoint(run / LAST)["epoch"] == 0
     with pytest.raises(TrainerError, match="--resume"):
         train(config, run, progress=False)
+    with open(run / "metrics.jsonl", "a") as fh:  # killed after epoch 2's line, before its checkpoint
+        fh.write(json.dumps({"epoch": 2, "train_loss": -1.0}) + '\n{"epoch": 3, "tra')
     train(config, run, resume=True, progress=False)
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in logged] == [1, 2, 3] and logged[1]["train_loss"] > 0
     resumed = load_checkpoint(run / LAST)
     straight = load_checkpoint(trained_run / LAST)
     assert resumed["step"] == straight["step"]

@@ -71,8 +71,12 @@ def studio(workspace: Path, roots, host: str, port: int, token, max_upload_mb: i
     except StudioError as exc:
         raise click.ClickException(exc.message) from None
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    server = create_server(app, host=host, port=port, threads=REQUEST_THREADS,
-                           max_request_body_size=max_upload_mb * 1024 * 1024 + 1024 * 1024)
+    try:
+        server = create_server(app, host=host, port=port, threads=REQUEST_THREADS,
+                               max_request_body_size=max_upload_mb * 1024 * 1024 + 1024 * 1024)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick "
+                                   "another --port (0: any free port)") from None
     url = f"http://{host}:{server.effective_port}/" + (f"?token={token}" if token else "")
     click.echo(f"hark studio: serving {workspace.resolve()} on {url}", err=True)
 

@@ -58,3 +58,15 @@ def test_off_loopback_needs_a_token(start_studio, page):
     assert err.value.code == 401
     page.goto(studio.url + "/?token=s3cret-token-123456")
     expect(page.locator("#workspace")).to_contain_text("workspace:")
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path):
+    import socket
+
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["studio", "--workspace", str(tmp_path / "ws"), "--port", str(port)])
+    assert result.exit_code == 1 and "cannot listen" in result.output and "Traceback" not in result.output

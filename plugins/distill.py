@@ -12,6 +12,7 @@ no_grad, and have requires_grad off: nothing of theirs reaches the optimizer.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -21,6 +22,8 @@ from trainer import hookimpl
 from trainer.config import Config
 from trainer.plugins import DistillBatch, DistillContext
 from trainer.teachers import Teacher, load_teachers
+
+log = logging.getLogger(__name__)
 
 PROBABILITY_EPS = 1e-6
 """Keeps log(p) finite for teachers that are (numerically) certain."""
@@ -56,6 +59,10 @@ class KnowledgeDistiller:
         self.weights = [1.0] if len(self.teachers) == 1 else [1 - d.secondary_weight, d.secondary_weight]
         self.alpha = d.alpha
         self._schedule = (d.temperature_schedule, d.temperature, d.temperature_start, d.temperature_end)
+        # The run's log is where a user (and the studio's test) sees which teachers were used.
+        log.info("distillation (%s): %s", d.resolved_mode(), "; ".join(
+            f"{t.role} {t.architecture} from {t.path} ({t.parameters} parameters, weight {w:g})"
+            for t, w in zip(self.teachers, self.weights)))
 
     def temperature(self, epoch: int, total_epochs: int) -> float:
         return temperature_at(*self._schedule, epoch, total_epochs)

@@ -29,7 +29,7 @@ from .jobs import JobManager
 
 __all__ = ["Studio", "StudioError", "create_app", "get_studio"]
 
-PANELS = ()
+PANELS = ("data", "config", "train", "evaluate", "mining", "cascade", "export")
 """Blueprint modules under studio.panels, one per panel, registered in this order."""
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024

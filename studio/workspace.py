@@ -16,7 +16,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def check_name(name: str | None, what: str) -> str:
     """NAME if it is a plain name (letters, digits, . _ -; at most 64), else StudioError."""
-    name = (name or "").strip()
+    name = name.strip() if isinstance(name, str) else ""  # JSON may send a number or a list
     if not _NAME.match(name) or ".." in name:
         raise StudioError(f"{what} name {name!r}: use letters, digits, '.', '_' or '-' (up to 64), "
                           "starting with a letter or digit", code="bad_name")

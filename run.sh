@@ -2,9 +2,9 @@
 # One entry point for a fresh machine:
 #   ./run.sh demo   install everything, then run the main job ("hey jarvis", end to end)
 #   ./run.sh test   install everything, then run the test suite
-# Installs: Debian's flite + festival voices (held-out test engines) and g++ (torch.compile on
-# CPU) (needs root or sudo),
-# a virtual environment in .venv with hark[all]. Safe to run again: it skips what is done.
+# Installs (apt, needs root or sudo): Debian's flite + festival voices (held-out test engines),
+# g++ (torch.compile on CPU) and chromium (the studio's browser tests);
+# then a virtual environment in .venv with hark[all]. Safe to run again: it skips what is done.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,7 +19,7 @@ install_apt() {
     [ ${#missing[@]} -eq 0 ] && return 0
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    echo "installing held-out TTS engines: ${missing[*]}"
+    echo "installing Debian packages: ${missing[*]}"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 }

@@ -36,6 +36,9 @@ RUNNING_STATES = ("running", "stopping")
 # also with a unit after the counts, as `hark mine`'s " 4%|▍ | 0.08/2.00 h audio [00:00<00:05, ...]"
 _TQDM = re.compile(r"(\d+)%\|[^|]*\|\s*([\d.]+[kMG]?)/([\d.]+[kMG]?)[^\[\r\n]*\[([\d:]+)<([\d:?]+)")
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+"""Terminal escapes (nested tqdm bars move the cursor up): noise in a web page's log."""
+
 
 def hark_argv(*args: str) -> list[str]:
     """argv that runs `hark ARGS...` with this interpreter (no reliance on PATH)."""
@@ -227,7 +230,7 @@ class JobManager:
 
     def describe(self, job: Job, *, lines: int = 40) -> dict[str, Any]:
         """The job as the UI shows it: state, progress bar, the log's last LINES lines."""
-        tail = self.log_tail(job.id)
+        tail = _ANSI.sub("", self.log_tail(job.id))
         # Progress bars rewrite one line with \r; the log view keeps each line's last state.
         shown = [part.rsplit("\r", 1)[-1] for part in tail.split("\n")]
         return {**job.to_dict(), "progress": parse_progress(tail) if job.state in RUNNING_STATES else None,

@@ -48,6 +48,8 @@ def test_a_job_runs_logs_and_allows_one_per_kind(tmp_path):
     while "hi" not in manager.log_tail(job.id):
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    manager.start("bars", [sys.executable, "-c", r"print('a\x1b[Ab\x1b[2K')"], title="escapes")
+    assert manager.describe(_wait(manager, "bars"))["log"] == ["ab"]
     manager.stop("sleep")
     stopped = _wait(manager, "sleep")
     assert stopped.state == "stopped" and stopped.returncode != 0

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -25,67 +23,20 @@ import pytest
 import judge
 from sentry.audio import read_wav
 from sentry.judge_client import BreakerState, JudgeClient, Policy, encode_wav
+from tests.integration.conftest import JudgeServer
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(judge.__file__).resolve().parents[1]
 KEY = "integration-key-0123456789"
 START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 30.0
 MAX_BODY = 400_000  # bytes: 12 s of 16 kHz 16-bit mono would not fit
 
 
-class Server:
-    """One `python -m judge.cli serve` subprocess; its stderr is collected by a thread."""
-
-    def __init__(self, model: Path, keys_file: Path, *extra: str, port: int = 0) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "judge.cli", "serve", "--model", str(model), "--port", str(port),
-             "--keys-file", str(keys_file), "--max-body-bytes", str(MAX_BODY), *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HARK_JUDGE_KEYS": ""})
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        match = None
-        while match is None:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.kill()
-                raise AssertionError(f"the judge did not start: {''.join(self.stderr)}")
-            match = re.search(r"serving .* on http://([\d.]+):(\d+)", line)
-        self.port = int(match.group(2))
-        self.url = f"http://127.0.0.1:{self.port}"
-        while True:  # workers load the model after the port is bound: wait until ready
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1.0) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.kill()
-                raise AssertionError(f"the judge never became ready: {''.join(self.stderr)}")
-            time.sleep(0.05)
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-            self.lines.put(line)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=STOP_TIMEOUT_S)
-        time.sleep(0.05)  # let the reader thread drain the last lines
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+def Server(model: Path, keys_file: Path, *extra: str, port: int = 0) -> JudgeServer:
+    """The judge with this file's body limit."""
+    return JudgeServer(model, keys_file, "--max-body-bytes", str(MAX_BODY), *extra, port=port)
 
 
 @pytest.fixture(scope="module")

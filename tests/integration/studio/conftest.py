@@ -4,70 +4,30 @@
 from __future__ import annotations
 
 import os
-import queue
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-import studio
+from tests.integration.conftest import ServerProcess
 
-REPO_ROOT = Path(studio.__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("HARK_CHROMIUM", "/usr/bin/chromium")
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 60.0
 UI_TIMEOUT_MS = 20_000
 """Playwright's default wait for an element or an expectation (milliseconds)."""
 
 
-class StudioProcess:
-    """One `hark studio` subprocess; stderr collected by a thread."""
+class StudioProcess(ServerProcess):
+    """One `hark studio` subprocess on a free port; `.url` without the token."""
+
+    URL_PATTERN = r"serving .* on (http://[\d.]+:\d+)"
+    READY_PATH = "/api/state"
 
     def __init__(self, workspace: Path, *extra: str) -> None:
         self.workspace = workspace
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trainer.cli", "studio", "--workspace", str(workspace), "--port", "0", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HARK_STUDIO_TOKEN": ""})
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        match = None
-        while match is None:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.proc.kill()
-                raise AssertionError(f"the studio did not start: {''.join(self.stderr)}") from None
-            match = re.search(r"serving .* on (http://\S+)", line)
-        self.url, _, token = match.group(1).partition("?token=")
-        self.url = self.url.rstrip("/")
-        ready = urllib.request.Request(self.url + "/api/state",
-                                       headers={"Authorization": f"Bearer {token}"} if token else {})
-        with urllib.request.urlopen(ready, timeout=10) as response:
-            assert response.status == 200
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-            self.lines.put(line)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
+        token = extra[extra.index("--token") + 1] if "--token" in extra else None
+        super().__init__(["-m", "trainer.cli", "studio", "--workspace", str(workspace), "--port", "0", *extra],
+                         env={"HARK_STUDIO_TOKEN": ""},
+                         headers={"Authorization": f"Bearer {token}"} if token else None)
 
 
 @pytest.fixture
@@ -88,8 +48,10 @@ def start_studio(tmp_path):
         assert code == 0 and "Traceback" not in log, log
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Per module, not per session: while Playwright's sync API is open its event loop runs
+    in this thread, and later tests' asyncio.run (the Wyoming server's) would refuse to start."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (./run.sh does)")
     from playwright.sync_api import sync_playwright

@@ -5,16 +5,8 @@ microphone take (Chromium's fake microphone)."""
 
 from __future__ import annotations
 
-import os
-import queue
 import re
-import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -22,75 +14,23 @@ import pytest
 import soundfile as sf
 from playwright.sync_api import expect
 
-import judge
 from sentry.audio import read_wav
 from sentry.constants import SAMPLE_RATE
+from tests.integration.conftest import JudgeServer
 from tests.integration.studio.conftest import copy_tree, screenshot
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(judge.__file__).resolve().parents[1]
 KEY = "studio-cascade-key-0123456789"
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
 CONTEXT_S = 3.0
 LEAD_S = 1.0
-
-
-class Server:
-    """One `python -m judge.cli serve` subprocess (as tests/integration/test_judge_server.py)."""
-
-    def __init__(self, model: Path, keys_file: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "judge.cli", "serve", "--model", str(model), "--port", "0",
-             "--keys-file", str(keys_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HARK_JUDGE_KEYS": ""})
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        match = None
-        while match is None:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.kill()
-                raise AssertionError(f"the judge did not start: {''.join(self.stderr)}") from None
-            match = re.search(r"serving .* on http://([\d.]+):(\d+)", line)
-        self.url = f"http://127.0.0.1:{int(match.group(2))}"
-        while True:  # workers load the model after the port is bound: wait until ready
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1.0) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.kill()
-                raise AssertionError(f"the judge never became ready: {''.join(self.stderr)}")
-            time.sleep(0.05)
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-            self.lines.put(line)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=STOP_TIMEOUT_S)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture
 def judge_server(exported, tmp_path):
     keys = tmp_path / "judge-keys"
     keys.write_text(f"# studio cascade test\n{KEY}\n")
-    server = Server(exported, keys)
+    server = JudgeServer(exported, keys)
     yield server
     assert server.stop() == 0, "".join(server.stderr)
 

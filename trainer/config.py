@@ -367,6 +367,21 @@ def _validate_distill(distill: DistillConfig) -> list[str]:
     return problems
 
 
+def read_config_mapping(path: Path) -> dict[str, Any]:
+    """The raw mapping in a TOML or YAML (.yaml/.yml) file, before any checking."""
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(path.read_text()) or {}
+        else:
+            data = tomllib.loads(path.read_text())
+    except Exception as exc:  # parse errors of either format
+        raise TrainerError(f"{path}: cannot parse config ({exc})") from exc
+    if not isinstance(data, dict):
+        raise TrainerError(f"{path}: top level must be a table/mapping")
+    return data
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None, *,
                 check: bool = True) -> Config:
     """Load a TOML/YAML file (or defaults when path is None) and apply dotted overrides."""
@@ -377,16 +392,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         source = str(path)
         if not path.is_file():
             raise TrainerError(f"{path}: config file not found")
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
-                data = yaml.safe_load(path.read_text()) or {}
-            else:
-                data = tomllib.loads(path.read_text())
-        except Exception as exc:  # parse errors of either format
-            raise TrainerError(f"{path}: cannot parse config ({exc})") from exc
-        if not isinstance(data, dict):
-            raise TrainerError(f"{path}: top level must be a table/mapping")
+        data = read_config_mapping(path)
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")

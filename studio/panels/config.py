@@ -24,7 +24,13 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from trainer.config import Config, config_from_dict, save_config, validate
+from trainer.config import (
+    Config,
+    config_from_dict,
+    read_config_mapping,
+    save_config,
+    validate,
+)
 from trainer.errors import TrainerError
 
 from .. import Studio, get_studio
@@ -189,17 +195,9 @@ def list_configs(folder: Path) -> list[dict[str, str]]:
 def read_config_file(path: Path) -> dict[str, Any]:
     """The raw mapping in a TOML or YAML file; StudioError when it does not parse."""
     try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-            data = yaml.safe_load(path.read_text()) or {}
-        else:
-            data = tomllib.loads(path.read_text())
-    except Exception as exc:  # parse errors of either format
-        raise StudioError(f"{path.name}: cannot parse ({exc}); fix the file or delete it",
-                          code="bad_config_file") from exc
-    if not isinstance(data, dict):
-        raise StudioError(f"{path.name}: the top level must be a table/mapping", code="bad_config_file")
-    return data
+        return read_config_mapping(path)
+    except TrainerError as exc:
+        raise StudioError(f"{exc}; fix the file or delete it", code="bad_config_file") from exc
 
 
 def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,9 @@ RUNNING_STATES = ("running", "stopping")
 _TQDM = re.compile(r"(\d+)%\|[^|]*\|\s*([\d.]+[kMG]?)/([\d.]+[kMG]?)[^\[\r\n]*\[([\d:]+)<([\d:?]+)")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-"""Terminal escapes (nested tqdm bars move the cursor up): noise in a web page's log."""
+"""Terminal escapes; of these only cursor-up changes what a terminal ends up showing."""
+_CURSOR_UP = re.compile(r"\x1b\[(\d*)A")
+_SCREEN_CONTROLS = re.compile(r"(\r|\n|\x1b\[\d*A)")
 
 
 def hark_argv(*args: str) -> list[str]:
@@ -66,6 +68,32 @@ def parse_progress(text: str) -> dict[str, Any] | None:
     line, match = last
     return {"percent": int(match.group(1)), "done": match.group(2), "total": match.group(3),
             "elapsed_s": _seconds(match.group(4)), "eta_s": _seconds(match.group(5)), "line": line}
+
+
+def screen_lines(text: str) -> list[str]:
+    """TEXT (a process's output) as a terminal shows it at the end, one string per line.
+
+    tqdm redraws a bar in place with carriage returns, draws a nested bar one line down and
+    moves back up with cursor-up, and clears a finished leave=False bar with spaces. Replaying
+    just those moves ("\\n", "\\r", cursor-up; other escapes are dropped) leaves each bar in
+    its last state and drops cleared ones, instead of every intermediate "0%" a plain split
+    of the text would keep."""
+    text = _ANSI.sub(lambda m: m.group(0) if _CURSOR_UP.fullmatch(m.group(0)) else "", text)
+    rows, row, col = [""], 0, 0
+    for token in _SCREEN_CONTROLS.split(text):
+        if token == "\n":
+            row, col = row + 1, 0
+            if row == len(rows):
+                rows.append("")
+        elif token == "\r":
+            col = 0
+        elif token.startswith("\x1b"):
+            row = max(0, row - int(_CURSOR_UP.fullmatch(token).group(1) or 1))
+        elif token:
+            line = rows[row].ljust(col)
+            rows[row] = line[:col] + token + line[col + len(token):]
+            col += len(token)
+    return [line.rstrip() for line in rows]
 
 
 @dataclass
@@ -230,8 +258,7 @@ class JobManager:
 
     def describe(self, job: Job, *, lines: int = 40) -> dict[str, Any]:
         """The job as the UI shows it: state, progress bar, the log's last LINES lines."""
-        tail = _ANSI.sub("", self.log_tail(job.id))
-        # Progress bars rewrite one line with \r; the log view keeps each line's last state.
-        shown = [part.rsplit("\r", 1)[-1] for part in tail.split("\n")]
-        return {**job.to_dict(), "progress": parse_progress(tail) if job.state in RUNNING_STATES else None,
+        tail = self.log_tail(job.id)
+        shown = screen_lines(tail)
+        return {**job.to_dict(), "progress": parse_progress(_ANSI.sub("", tail)) if job.state in RUNNING_STATES else None,
                 "log": "\n".join(line for line in shown if line.strip())[-20_000:].split("\n")[-lines:]}

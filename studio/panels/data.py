@@ -8,7 +8,8 @@ and list its files to listen to.
     POST /api/data/import   {dataset, label, paths}  -> the "import" job (python -m studio.importer)
     GET  /api/data/health?dataset=NAME               studio.health.dataset_health of data/NAME
     GET  /api/data/samples?dataset=NAME&label=L&offset=0&limit=20
-                                                     a page of that class's files (API paths for /api/audio)
+                                                     a page of that class's files (API paths for /api/audio,
+                                                     sizes, durations from the headers)
 
 Form problems answer 400 with code "invalid_<field>" so the page can put the message next to
 that field. Datasets live in WORKSPACE/data/NAME (studio.workspace).
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import soundfile as sf
 from flask import Blueprint, jsonify, request
 
 from trainer.dataset import AUDIO_SUFFIXES, LABELS
@@ -189,10 +191,18 @@ def samples():
     folder = dataset / label
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
                    and p.suffix.lower() in AUDIO_SUFFIXES) if folder.is_dir() else []
-    page = [{"name": p.relative_to(folder).as_posix(), "path": _playable(p), "bytes": p.stat().st_size}
-            for p in files[offset:offset + limit]]
+    page = [{"name": p.relative_to(folder).as_posix(), "path": _playable(p), "bytes": p.stat().st_size,
+             "seconds": _seconds(p)} for p in files[offset:offset + limit]]
     return jsonify({"dataset": dataset.name, "label": label, "total": len(files), "offset": offset,
                     "limit": limit, "files": page})
+
+
+def _seconds(path: Path) -> float | None:
+    """PATH's duration from its header (seconds); None when it cannot be read as audio."""
+    try:
+        return round(sf.info(str(path)).duration, 3)
+    except (RuntimeError, OSError, ValueError):  # sf.LibsndfileError is a RuntimeError
+        return None
 
 
 def _playable(path: Path) -> str | None:

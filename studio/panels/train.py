@@ -81,19 +81,25 @@ def overall_progress(job: dict[str, Any] | None, metrics: list[dict[str, Any]], 
     return result
 
 
-def list_train_runs(runs: Path) -> list[dict[str, Any]]:
+def list_train_runs(runs: Path, running: str | None = None) -> list[dict[str, Any]]:
+    """The run folders under RUNS with their epochs; RUNNING names the run a train job is
+    training now (not resumable: it is still going)."""
     out = []
     for folder in sorted(p for p in runs.iterdir() if p.is_dir()):
         done, epochs = len(read_metrics(folder)), run_epochs(folder)
         complete = epochs is not None and done >= epochs
+        now = folder.name == running
         out.append({"name": folder.name, "epochs_done": done, "epochs": epochs, "complete": complete,
-                    "resumable": (folder / LAST_CHECKPOINT).is_file() and not complete})
+                    "running": now, "resumable": (folder / LAST_CHECKPOINT).is_file() and not complete and not now})
     return out
 
 
 @bp.get("/runs")
 def runs():
-    return jsonify({"runs": list_train_runs(get_studio().folder("runs"))})
+    studio = get_studio()
+    job = studio.jobs.current(JOB_KIND)
+    running = job.meta.get("run") if job is not None and job.state in RUNNING_STATES else None
+    return jsonify({"runs": list_train_runs(studio.folder("runs"), running)})
 
 
 @bp.post("/start")

@@ -61,6 +61,20 @@ export function poll(fn, ms) {
   return () => { stopped = true; };
 }
 
+// Counts (parameters, files) with thousands separators, one way on every panel: 84,977.
+export function fmtCount(n) {
+  return n === null || n === undefined ? "?" : Number(n).toLocaleString("en-US");
+}
+
+// Sizes in decimal units (1 kB = 1000 bytes), one way on every panel: "348.7 kB", "1,234.5 MB".
+export function fmtBytes(bytes) {
+  if (bytes === null || bytes === undefined) return "?";
+  const one = { minimumFractionDigits: 1, maximumFractionDigits: 1 };
+  if (bytes < 1e3) return `${fmtCount(bytes)} bytes`;
+  if (bytes < 1e6) return `${(bytes / 1e3).toLocaleString("en-US", one)} kB`;
+  return `${(bytes / 1e6).toLocaleString("en-US", one)} MB`;
+}
+
 export function fmtSeconds(s) {
   if (s === null || s === undefined) return "?";
   s = Math.round(s);
@@ -69,8 +83,10 @@ export function fmtSeconds(s) {
 }
 
 // A live view of KIND's background job: state, progress bar with ETA, a Stop button, the log.
-// onUpdate(job) is called after each refresh (job may be null). Returns {element, refresh, stop}.
-export function jobView(kind, { onUpdate, stoppable = true, stopLabel = "Stop" } = {}) {
+// onUpdate(job) is called after each refresh (job may be null). progressLabel names what the
+// bar measures when the panel shows another ETA too (e.g. "this epoch" beside a whole run's).
+// Returns {element, refresh}.
+export function jobView(kind, { onUpdate, stoppable = true, stopLabel = "Stop", progressLabel = "" } = {}) {
   const state = el("span", { class: "job-state", "data-role": "job-state" }, "idle");
   const bar = el("progress", { max: 100, value: 0, hidden: true });
   const eta = el("span", { class: "muted", "data-role": "job-eta" });
@@ -91,7 +107,10 @@ export function jobView(kind, { onUpdate, stoppable = true, stopLabel = "Stop" }
       stopButton.hidden = !running;
       if (running && job.progress) {
         bar.hidden = false; bar.value = job.progress.percent;
-        eta.textContent = `${job.progress.percent}% (${job.progress.done}/${job.progress.total}), ETA ${fmtSeconds(job.progress.eta_s)}`;
+        const p = job.progress;
+        eta.textContent = progressLabel
+          ? `${progressLabel}: ${p.percent}% (${p.done}/${p.total})${p.eta_s === null ? "" : `, ${fmtSeconds(p.eta_s)} left`}`
+          : `${p.percent}% (${p.done}/${p.total}), ETA ${fmtSeconds(p.eta_s)}`;
       } else { bar.hidden = !running; if (!running) eta.textContent = ""; }
       const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
       log.textContent = job.log.join("\n");

@@ -30,6 +30,12 @@ async function show(name) {
 
 document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => show(b.dataset.panel)));
 window.addEventListener("hashchange", () => show(location.hash.slice(1)));
-api("/api/state").then((s) => { document.getElementById("workspace").textContent = `workspace: ${s.workspace}`; })
-  .catch((e) => { document.getElementById("workspace").textContent = e.message; });
+// The path's end names the workspace: a long path loses its start to the ellipsis (style.css).
+api("/api/state").then((s) => {
+  const path = document.createElement("span");
+  path.className = "path";
+  path.title = s.workspace;
+  path.append(Object.assign(document.createElement("bdi"), { textContent: s.workspace }));
+  document.getElementById("workspace").replaceChildren("workspace:\u00a0", path);
+}).catch((e) => { document.getElementById("workspace").textContent = e.message; });
 show(location.hash.slice(1));

@@ -1,6 +1,7 @@
 // A small SVG line chart (no library: the studio must work offline).
 // lineChart({series: [{name, points: [[x, y], ...], color}], xLabel, yLabel, logX, logY,
-//            width, height, xMin, xMax, yMin, yMax, markers: [{x, label}]}) -> <svg>
+//            integerX, width, height, xMin, xMax, yMin, yMax, markers: [{x, label}]}) -> <svg>
+// integerX: x ticks only at whole numbers (epochs, counts), never 1.5.
 
 const NS = "http://www.w3.org/2000/svg";
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
@@ -12,7 +13,7 @@ function node(tag, attrs = {}, text) {
   return n;
 }
 
-function ticks(lo, hi, log) {
+function ticks(lo, hi, log, integer = false) {
   if (log) {
     const out = [];
     for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) out.push(10 ** e);
@@ -20,7 +21,8 @@ function ticks(lo, hi, log) {
   }
   const span = hi - lo || 1;
   const step = 10 ** Math.floor(Math.log10(span / 4));
-  const nice = [1, 2, 5, 10].map((m) => m * step).find((s) => span / s <= 6) || step * 10;
+  let nice = [1, 2, 5, 10].map((m) => m * step).find((s) => span / s <= 6) || step * 10;
+  if (integer) nice = Math.max(1, Math.round(nice));
   const out = [];
   for (let t = Math.ceil(lo / nice) * nice; t <= hi + 1e-9; t += nice) out.push(+t.toPrecision(6));
   return out;
@@ -28,7 +30,7 @@ function ticks(lo, hi, log) {
 
 function fmt(v) { return Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(0) : String(+v.toPrecision(3)); }
 
-export function lineChart({ series, xLabel = "", yLabel = "", logX = false, logY = false, width = 560,
+export function lineChart({ series, xLabel = "", yLabel = "", logX = false, logY = false, integerX = false, width = 560,
                             height = 260, xMin, xMax, yMin, yMax, markers = [] }) {
   const pad = { l: 52, r: 12, t: 12, b: 36 };
   const svg = node("svg", { class: "chart", width, height, viewBox: `0 0 ${width} ${height}` });
@@ -48,13 +50,13 @@ export function lineChart({ series, xLabel = "", yLabel = "", logX = false, logY
   const sx = (v) => pad.l + (tx(v) - tx(x0)) / (tx(x1) - tx(x0)) * (width - pad.l - pad.r);
   const sy = (v) => height - pad.b - (ty(v) - ty(y0)) / (ty(y1) - ty(y0)) * (height - pad.t - pad.b);
   const axis = node("g", { stroke: "#d9dee7" });
-  for (const t of ticks(x0, x1, logX)) {
+  for (const t of ticks(x0, x1, logX, integerX && !logX)) {
     axis.append(node("line", { x1: sx(t), x2: sx(t), y1: pad.t, y2: height - pad.b }));
-    svg.append(node("text", { x: sx(t), y: height - pad.b + 12, "text-anchor": "middle" }, fmt(t)));
+    svg.append(node("text", { x: sx(t), y: height - pad.b + 12, "text-anchor": "middle", "data-axis": "x" }, fmt(t)));
   }
   for (const t of ticks(y0, y1, logY)) {
     axis.append(node("line", { x1: pad.l, x2: width - pad.r, y1: sy(t), y2: sy(t) }));
-    svg.append(node("text", { x: pad.l - 4, y: sy(t) + 3, "text-anchor": "end" }, fmt(t)));
+    svg.append(node("text", { x: pad.l - 4, y: sy(t) + 3, "text-anchor": "end", "data-axis": "y" }, fmt(t)));
   }
   svg.prepend(axis);
   svg.append(node("text", { x: (width + pad.l) / 2, y: height - 4, "text-anchor": "middle" }, xLabel));

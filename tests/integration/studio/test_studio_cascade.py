@@ -82,6 +82,7 @@ def test_health_and_verify_against_a_real_judge(start_studio, page, exported, ti
     check.click()
     expect(status).to_have_attribute("data-status", "ok")
     expect(page.locator('[data-role="judge-model"]')).to_contain_text('for "hey jarvis", threshold')
+    expect(page.locator('[data-role="health-message"]')).to_have_count(0)  # the model line says it once
 
     # Verify an eval positive in context: the sentry's score beside the judge's verdict.
     clip = positive_in_context(tiny_dataset, tmp_path / "positive_in_context.wav")

@@ -83,6 +83,9 @@ def test_synthesize_import_check_health_and_listen(start_studio, page, tmp_path)
     expect(listen.get_by_label("Class to listen to")).to_contain_text(f"positive ({CLIPS + 3})")
     audio = listen.locator("audio").first
     page.wait_for_function("el => el.readyState >= 1 && el.duration > 0", arg=audio.element_handle())
+    # Each clip's length is listed (the player rounds a short clip to 0:00), as its header says.
+    shown = float(listen.locator("[data-col=duration]").first.inner_text().removesuffix(" s"))
+    assert shown == pytest.approx(audio.evaluate("el => el.duration"), abs=0.01)
     response = page.request.get(studio.url + audio.get_attribute("src"))
     assert response.status == 200 and response.headers["content-type"] == "audio/wav"
     expect(page.locator("#toast")).to_be_hidden()  # a clean picture for the docs

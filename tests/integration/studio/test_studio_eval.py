@@ -6,6 +6,7 @@ uploaded WAV and the (fake) microphone; export a trained run and download the zi
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import re
@@ -74,8 +75,14 @@ def test_evaluate_pick_a_threshold_and_score_audio(start_studio, page, tiny_data
     report = json.loads((export / "eval_report.json").read_text())
     expect(panel.locator('[data-role="det"] svg')).to_have_attribute("data-points", NONZERO)
     for name in ("espeak", "heldout"):
-        expect(panel.locator(f'[data-role="det"] polyline[data-series="{name}"]')).to_have_count(1)
+        curve = panel.locator(f'[data-role="det"] polyline[data-series="{name}"]')
+        expect(curve).to_have_count(1)
         expect(panel.locator(f'[data-role="metrics"] tr[data-set="{name}"]')).to_be_visible()
+        # The achievable envelope: more false accepts per hour never costs more false rejects
+        # (SVG y grows downwards, so FRR falling means y rising).
+        points = [tuple(map(float, xy.split(","))) for xy in curve.get_attribute("points").split()]
+        assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(points)), points
+    expect(panel.locator('[data-role="det-caption"]')).to_contain_text("lowest FRR of any threshold")
     expect(panel.locator('[data-role="recommended"]')).to_have_text(str(report["operating_threshold"]))
 
     # The slider drives the typed target; the typed target picks the threshold.
@@ -123,6 +130,9 @@ def test_export_a_run_and_download_the_zip(start_studio, page, trained_run, tmp_
     expect(table).to_contain_text("hey jarvis")
     on_disk = json.loads((run / "export" / "manifest.json").read_text())
     expect(table).to_contain_text(f"{on_disk['parameters']:,}")
+    created = table.locator("time")  # the ISO time shown in the page's own words, kept as datetime
+    expect(created).to_have_attribute("datetime", on_disk["created"])
+    expect(created).not_to_have_text(on_disk["created"])
 
     with page.expect_download() as download:
         panel.get_by_role("link", name="Download tiny-export.zip").click()

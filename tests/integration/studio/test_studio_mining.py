@@ -19,6 +19,7 @@ from sentry.constants import SAMPLE_RATE
 from sentry.detector import Detector
 from sentry.postprocess import smooth
 from tests.integration.studio.conftest import copy_tree, screenshot
+from trainer.mining.session import clips_dir, new_session
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +32,8 @@ HITS_QUANTILE = 0.999
 """Mining threshold: the smoothed score the recording's top 0.1% of hops reach, so the
 tiny model (whose scores sit in a narrow band) yields a few hits per copy."""
 MINING_TIMEOUT_MS = 90_000
+HITS_PER_PAGE = 50
+"""The review table's page (studio/static/js/panels/mining.js)."""
 
 
 def make_recording(dataset: Path, folder: Path) -> np.ndarray:
@@ -121,7 +124,7 @@ def test_mine_pause_resume_and_review_from_the_browser(start_studio, page, tiny_
     # Review: confirm the best hit as a false activation, discard the next one.
     row.get_by_role("button", name="Review").click()
     hits = page.locator('[data-role="hits"] tbody tr[data-hit-id]')
-    expect(hits).to_have_count(len(session["hits"]))
+    expect(hits).to_have_count(min(len(session["hits"]), HITS_PER_PAGE))
     best, second = (int(hits.nth(i).get_attribute("data-hit-id")) for i in (0, 1))
     assert max(session["hits"], key=lambda h: (h["score"], -h["id"]))["id"] == best
     clip = hits.first.locator("audio").get_attribute("src")
@@ -145,3 +148,53 @@ def test_mine_pause_resume_and_review_from_the_browser(start_studio, page, tiny_
     expect(page.locator('[data-role="review-summary"]')).to_contain_text(
         re.compile(rf"{len(session['hits'])} hits \({len(session['hits']) - 2} pending, 1 confirmed, 1 discarded\)"))
     screenshot(page, "mining")
+
+
+def many_hits_session(workspace: Path, count: int) -> None:
+    """sessions/big.json as `hark mine` leaves it, with COUNT pending hits (short noise clips)."""
+    path = workspace / "sessions" / "big.json"
+    clips = clips_dir(path)
+    clips.mkdir(parents=True)
+    session = new_session(path, files=[{"path": "/recordings/night.wav", "key": "f00000-x", "status": "done",
+                                        "duration_s": 3600.0, "scanned_s": 3600.0, "error": None}],
+                          settings={"threshold": 0.3}, model={"dir": str(workspace / "runs" / "r1" / "export"),
+                                                              "wake_word": "hey jarvis"},
+                          dataset=str(workspace / "data" / "d1"), shard=(1, 1))
+    noise = (np.random.default_rng(0).standard_normal(SAMPLE_RATE // 10) * 0.1).astype(np.float32)
+    for hit_id in range(1, count + 1):
+        clip = clips / f"f00000-x_{hit_id:09d}.wav"
+        sf.write(clip, noise, SAMPLE_RATE, subtype="PCM_16")
+        session.hits.append({"id": hit_id, "file": 0, "source": "/recordings/night.wav", "offset_s": 10.0 * hit_id,
+                             "score": round(0.9 - hit_id / 1000, 3), "clip": f"{clips.name}/{clip.name}",
+                             "clip_start_s": 10.0 * hit_id - 2.5, "status": "pending", "label": None,
+                             "dataset_path": None, "reviewed": None})
+    session.data["state"] = "complete"
+    session.save(keep_review=False)
+
+
+def test_a_long_review_queue_is_paged(start_studio, page, tmp_path):
+    workspace = tmp_path / "ws"
+    count = HITS_PER_PAGE + 10
+    many_hits_session(workspace, count)
+    studio = start_studio(workspace=workspace)
+    page.goto(studio.url + "/#mining")
+    hits = page.locator('[data-role="hits"] tbody tr[data-hit-id]')
+    where = page.locator('[data-role="hits-page"]')
+    expect(hits).to_have_count(HITS_PER_PAGE)
+    expect(where).to_have_text(f"hits 1–{HITS_PER_PAGE} of {count}")
+    expect(page.get_by_role("button", name="Previous hits")).to_be_disabled()
+
+    page.get_by_role("button", name="Next hits").click()
+    expect(hits).to_have_count(count - HITS_PER_PAGE)
+    expect(where).to_have_text(f"hits {HITS_PER_PAGE + 1}–{count} of {count}")
+    expect(hits.first).to_have_attribute("data-hit-id", str(HITS_PER_PAGE + 1))
+    expect(page.get_by_role("button", name="Next hits")).to_be_disabled()
+    # "Select all" takes this page's hits only; discarding them leaves one page, shown whole.
+    page.get_by_role("checkbox", name="Select all hits on this page").check()
+    page.get_by_role("button", name="Discard").click()
+    expect(page.locator('[data-role="review-summary"]')).to_contain_text(
+        f"{count} hits ({HITS_PER_PAGE} pending, 0 confirmed, {count - HITS_PER_PAGE} discarded)")
+    page.get_by_label("Show", exact=True).select_option("pending")
+    expect(hits).to_have_count(HITS_PER_PAGE)
+    expect(where).to_be_hidden()
+    expect(hits.first).to_have_attribute("data-hit-id", "1")

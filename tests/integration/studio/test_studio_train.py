@@ -66,6 +66,7 @@ def test_a_secondary_teacher_set_in_config_reaches_the_training_run(start_studio
     # Secondary teacher: a wrong path is named next to its own field ...
     page.get_by_label("distill.secondary_teacher_architecture").select_option("tcresnet")
     page.get_by_label("distill.secondary_teacher_model_path").fill("runs/teacher/checkpoints/nope.pt")
+    expect(page.get_by_label("Secondary teacher from a workspace run")).to_have_value("")  # not a run's checkpoint
     secondary_problem = page.locator('[data-problem-for="distill.secondary_teacher_model_path"]')
     expect(secondary_problem).to_contain_text("no such file")
     expect(page.get_by_label("distill.secondary_teacher_model_path")).to_have_attribute("aria-invalid", "true")
@@ -85,6 +86,8 @@ def test_a_secondary_teacher_set_in_config_reaches_the_training_run(start_studio
     page.get_by_label("Config name").fill("dual_tiny")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_label("Saved configs")).to_have_value("dual_tiny")
+    for title in ("Primary teacher", "Secondary teacher"):  # the pickers still name the run after the save
+        expect(page.get_by_label(f"{title} from a workspace run")).to_have_value(teacher_path)
     saved = tomllib.loads((workspace / "configs" / "dual_tiny.toml").read_text())
     assert saved["distill"]["secondary_teacher_model_path"] == teacher_path
     screenshot(page, "config")
@@ -135,6 +138,10 @@ def test_live_charts_reattach_after_a_reload_and_a_stopped_run_resumes(start_stu
     page.wait_for_function("n => Number(document.querySelector('[data-role=loss-chart] svg.chart').dataset.points) > n",
                            arg=seen)
     expect(page.locator("[data-role=run-progress]")).to_contain_text(f"of {LONG_EPOCHS} epoch(s) finished")
+    expect(page.locator("[data-role=runs-list] [data-run=live] [data-role=run-state]")).to_contain_text("running")
+    # Epochs are whole numbers: no tick between two of them.
+    ticks = page.locator("[data-role=loss-chart] svg.chart text[data-axis=x]").all_text_contents()
+    assert ticks and all(t.isdigit() for t in ticks), ticks
     screenshot(page, "train")
 
     page.get_by_role("button", name="Stop").click()

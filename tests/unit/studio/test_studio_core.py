@@ -12,7 +12,7 @@ import pytest
 from studio import create_app
 from studio.errors import StudioError
 from studio.files import FileRoots
-from studio.jobs import JobManager, parse_progress
+from studio.jobs import JobManager, parse_progress, screen_lines
 
 WAIT_S = 30.0
 
@@ -33,6 +33,32 @@ def test_progress_is_the_last_tqdm_bar():
     assert progress["elapsed_s"] == 4 and progress["eta_s"] == 66
     assert parse_progress("no bar here") is None
     assert parse_progress(" 5%|5| 1/20 [00:00<?, ?it/s]")["eta_s"] is None
+
+
+# `hark eval`'s bars: an outer bar over the eval sets, an inner leave=False bar per set.
+NESTED_BARS = """
+from tqdm import tqdm
+for name in tqdm(["espeak", "heldout"], desc="eval sets", unit="set", mininterval=0):
+    for _ in tqdm(range(3), desc=f"{name} clips", unit="clip", leave=False, mininterval=0):
+        pass
+print("threshold 0.780", flush=True)
+"""
+
+
+def test_the_log_shows_what_a_terminal_would():
+    assert screen_lines("loading\n 10%|#  | 1/10\r 40%|#### | 4/10\r100%|#####| 10/10\ndone\n") == [
+        "loading", "100%|#####| 10/10", "done", ""]
+    # A nested bar is drawn one line down and the cursor moves back up; a cleared one is blank.
+    assert screen_lines("\rsets 0%\n\rclips 0%\x1b[A\n\r" + " " * 8 + "\x1b[A\rsets 50%\n") == ["sets 50%", ""]
+    assert screen_lines("\x1b[31mred\x1b[0m\x1b[5A up") == ["red up"]  # colours dropped, cursor kept in the screen
+
+
+def test_finished_nested_progress_bars_leave_one_line(tmp_path):
+    manager = JobManager(tmp_path / "state", cwd=tmp_path)
+    manager.start("eval", [sys.executable, "-c", NESTED_BARS], title="nested bars")
+    log = manager.describe(_wait(manager, "eval"))["log"]
+    assert len(log) == 2 and log[0].startswith("eval sets: 100%|") and "2/2" in log[0], log
+    assert log[1] == "threshold 0.780"
 
 
 def test_a_job_runs_logs_and_allows_one_per_kind(tmp_path):

@@ -202,8 +202,11 @@ def test_health_and_samples_over_http(client_and_studio):
     assert report["dataset"] == "messy" and report["problem_counts"]["duplicates"] == 1
     page = client.get("/api/data/samples?dataset=messy&label=negative&limit=2").get_json()
     assert page["total"] == 3 and [f["name"] for f in page["files"]] == ["empty.wav", "nested/low.wav"]
+    assert [f["seconds"] for f in page["files"]] == [0.0, 0.25]  # from the headers, any rate
     second = client.get("/api/data/samples?dataset=messy&label=negative&offset=2&limit=2").get_json()
-    assert [f["name"] for f in second["files"]] == ["stereo.wav"]
+    assert [f["name"] for f in second["files"]] == ["stereo.wav"] and second["files"][0]["seconds"] == 2.0
+    garbage = client.get("/api/data/samples?dataset=messy&label=background").get_json()["files"]
+    assert [(f["name"], f["seconds"]) for f in garbage] == [("garbage.wav", None)]
     audio = client.get("/api/audio?path=" + second["files"][0]["path"])
     assert audio.status_code == 200 and audio.mimetype == "audio/wav"
 
@@ -213,7 +216,7 @@ def test_samples_linking_out_of_the_roots_are_listed_but_not_served(client_and_s
     outside = write(tmp_path / "elsewhere" / "room.wav", tone(0.5))
     os.symlink(outside, studio.workspace / "data" / "messy" / "rir" / "room.wav")
     page = client.get("/api/data/samples?dataset=messy&label=rir").get_json()
-    assert page["files"] == [{"name": "room.wav", "path": None, "bytes": outside.stat().st_size}]
+    assert page["files"] == [{"name": "room.wav", "path": None, "bytes": outside.stat().st_size, "seconds": 0.5}]
 
 
 @pytest.mark.parametrize("url", ["/api/data/health?dataset=../etc", "/api/data/health?dataset=a/b",

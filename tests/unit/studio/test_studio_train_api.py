@@ -4,11 +4,15 @@ a run's metrics, and the whole run's progress and ETA."""
 from __future__ import annotations
 
 import json
+import sys
+import time
 
 import pytest
 
 from studio import create_app
 from studio.panels.train import list_train_runs, overall_progress, read_metrics
+
+WAIT_S = 30.0
 
 
 @pytest.fixture
@@ -62,9 +66,24 @@ def test_runs_list_says_which_can_resume(workspace, client):
     (full / "config.toml").write_text("[train]\nepochs = 1\n")
     (full / "metrics.jsonl").write_text('{"epoch": 1}\n')
     assert list_train_runs(workspace / "runs") == [
-        {"name": "full", "epochs_done": 1, "epochs": 1, "complete": True, "resumable": False},
-        {"name": "half", "epochs_done": 1, "epochs": 3, "complete": False, "resumable": True}]
+        {"name": "full", "epochs_done": 1, "epochs": 1, "complete": True, "running": False, "resumable": False},
+        {"name": "half", "epochs_done": 1, "epochs": 3, "complete": False, "running": False, "resumable": True}]
     assert client.get("/api/train/runs").json["runs"][1]["name"] == "half"
+
+    # While a train job trains "half", the list says so (and offers no resume of it).
+    jobs = client.application.extensions["hark_studio"].jobs
+    jobs.start("train", [sys.executable, "-c", "import time; time.sleep(30)"], title="train half", meta={"run": "half"})
+    try:
+        half = client.get("/api/train/runs").json["runs"][1]
+        assert half["running"] and not half["resumable"]
+    finally:
+        jobs.stop("train")
+    deadline = time.monotonic() + WAIT_S
+    while jobs.current("train").state == "stopping":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    half = client.get("/api/train/runs").json["runs"][1]
+    assert not half["running"] and half["resumable"]
 
 
 def test_start_refuses_what_cannot_run_and_starts_nothing(workspace, client):

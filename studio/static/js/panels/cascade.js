@@ -1,6 +1,6 @@
 // Cascade Testing panel: is the judge server healthy, and does it agree with the sentry on a clip?
 // The API key is kept in this tab's sessionStorage and sent with each check; the studio never stores it.
-import { api, el, toast } from "../api.js";
+import { api, el, fmtCount, fmtBytes, toast } from "../api.js";
 import { lineChart } from "../chart.js";
 import { recordWav } from "../recorder.js";
 
@@ -40,11 +40,13 @@ export async function init(section) {
     try {
       const r = await api("/api/cascade/health", { body: judgeFields() });
       const m = r.model;
+      // A healthy judge's message names its model: the model line says it once, in full.
       health.replaceChildren(
         el("p", {}, el("strong", { class: r.ok ? "ok" : "bad", "data-role": "health-status", "data-status": r.status },
-          STATUS_TEXT[r.status] || r.status), " ", el("span", { "data-role": "health-message" }, r.message)),
-        m ? el("p", { "data-role": "judge-model" }, `model ${m.name} ${m.version} (${m.architecture}, ${m.parameters} parameters) for "${m.wake_word}", `
-          + `threshold ${m.threshold}`) : null,
+          STATUS_TEXT[r.status] || r.status), " ",
+          m ? el("span", { "data-role": "judge-model" }, `model ${m.name} ${m.version} (${m.architecture}, `
+            + `${fmtCount(m.parameters)} parameters) for "${m.wake_word}", threshold ${m.threshold}`)
+            : el("span", { "data-role": "health-message" }, r.message)),
         el("table", {}, el("thead", {}, el("tr", {}, ...["Probe", "HTTP", "Time"].map((h) => el("th", {}, h)))),
           el("tbody", {}, ...r.checks.map((c) => el("tr", {}, el("td", {}, "GET " + c.path),
             el("td", {}, c.http === null ? c.error : String(c.http)), el("td", {}, c.ms === null ? "-" : `${c.ms} ms`))))));
@@ -71,7 +73,7 @@ export async function init(section) {
 
   function setClip(blob, name) {
     clip = { blob, name };
-    clipInfo.textContent = `clip: ${name} (${(blob.size / 1024).toFixed(0)} KiB)`;
+    clipInfo.textContent = `clip: ${name} (${fmtBytes(blob.size)})`;
     if (player.src) URL.revokeObjectURL(player.src);
     player.src = URL.createObjectURL(blob);
     player.hidden = false;
@@ -116,18 +118,21 @@ export async function init(section) {
     result.replaceChildren(
       el("div", { class: "row", style: "align-items:start" },
         el("table", { "data-role": "sentry-result", style: "width:auto" }, el("caption", {}, `Sentry (${run.value})`),
-          line("Score", s.score.toFixed(3), "sentry-score"),
+          line("Peak score (smoothed)", s.score.toFixed(3), "sentry-score"),
           line("Threshold", String(s.threshold), "sentry-threshold"),
           line("Fires", s.fired ? `yes, at ${s.detections.join(", ")} s` : "no (the device would not ask the judge)", "sentry-fired"),
           line("Peak at", `${s.peak_s.toFixed(2)} s of ${s.seconds.toFixed(2)} s`, "sentry-peak"),
           line("Clip sent", `${r.clip.start_s.toFixed(2)}–${r.clip.end_s.toFixed(2)} s (${r.clip.seconds.toFixed(2)} s)`, "clip-span")),
         el("table", { "data-role": "judge-result", style: "width:auto" }, el("caption", {}, `Judge (${r.url})`),
           line("Verdict", el("strong", { class: judged ? (j.verified ? "ok" : "bad") : "bad" }, verdict), "judge-verdict"),
-          line("Score", judged ? j.score.toFixed(3) : "-", "judge-score"),
+          line("Score (best window)", judged ? j.score.toFixed(3) : "-", "judge-score"),
           line("Threshold", judged && j.threshold !== null ? String(j.threshold) : "-", "judge-threshold"),
           line("Model version", j.model_version || "-", "judge-version"),
           line("Latency", `${j.latency_ms.toFixed(1)} ms (${j.attempts} attempt${j.attempts === 1 ? "" : "s"})`, "judge-latency"),
           j.error ? line("Error", el("span", { class: "error" }, j.error), "judge-error") : null)),
+      el("p", { class: "muted", "data-role": "score-note" }, "The two scores are not the same measure: the sentry's is ",
+        "its smoothed score at its peak (what it compares with its threshold); the judge's is the raw probability of the ",
+        "best-aligned 1.5 s window in the clip it was sent."),
       lineChart({ series: [{ name: "sentry score", points: s.scores }], xLabel: "seconds", yLabel: "smoothed score",
         yMin: 0, yMax: 1, markers: [{ x: s.peak_s, label: "peak: clip sent" }] }));
   }

@@ -1,6 +1,6 @@
 // Config panel: every training option (the form is generated from trainer/config.py by
 // /api/config/schema), checked by the trainer's own checks as you type, saved as configs/NAME.toml.
-import { api, el, toast, fileBrowser } from "../api.js";
+import { api, el, fmtCount, toast, fileBrowser } from "../api.js";
 
 const VALIDATE_DELAY_MS = 350;
 const LABEL_STYLE = "align-items:flex-start";  // inputs keep their own width instead of the column's
@@ -109,6 +109,12 @@ export async function init(section) {
     const pathField = fields.get(`distill.${role}_model_path`);
     const pathBox = pathField.inputs[0];
     const fromRun = el("select", { "aria-label": `${title} from a workspace run`, "data-role": `${role}-runs` });
+    // The picker shows the run whose checkpoint the path names (blank for any other path).
+    const syncPicker = () => {
+      const match = [...fromRun.options].find((o) => o.value && o.value === pathBox.value.trim());
+      fromRun.value = match ? match.value : "";
+    };
+    pathBox.addEventListener("input", syncPicker);
     fromRun.addEventListener("change", () => {
       const option = fromRun.selectedOptions[0];
       if (!option || !option.value) return;
@@ -122,6 +128,7 @@ export async function init(section) {
       if (isDir) return;
       try {
         pathBox.value = (await api(`/api/config/realpath?path=${encodeURIComponent(path)}`)).path;
+        syncPicker();
         browserBox.hidden = true;
         scheduleValidation();
       } catch (e) { toast(e.message, true); }
@@ -131,7 +138,7 @@ export async function init(section) {
       browserBox.hidden = !browserBox.hidden;
       if (!browserBox.hidden) await browser.open("workspace/runs").catch(() => browser.open("workspace"));
     } }, `Browse for the ${title.toLowerCase()} checkpoint…`);
-    return { fromRun, element: el("div", { class: "card", style: "flex:1;min-width:26rem;margin:0", "data-role": `${role}-column` },
+    return { fromRun, syncPicker, element: el("div", { class: "card", style: "flex:1;min-width:26rem;margin:0", "data-role": `${role}-column` },
       el("h3", {}, title), take(`distill.${role}_architecture`), take(`distill.${role}_model_path`),
       el("div", { class: "row" }, browse, el("label", {}, "or pick a workspace run", fromRun)), browserBox) };
   };
@@ -177,6 +184,7 @@ export async function init(section) {
       const value = key.split(".").reduce((node, part) => (node === undefined || node === null ? undefined : node[part]), config);
       if (value !== undefined) field.set(value);
     }
+    for (const { syncPicker } of columns) syncPicker();
   }
   function show(report) {
     for (const field of fields.values()) {
@@ -196,7 +204,7 @@ export async function init(section) {
       g.count.textContent = n ? `${n} problem(s)` : "";
       if (n) g.box.open = true;
     }
-    const teachers = report.teachers.map((t) => `${t.role.replace("_", " ")}: ${t.architecture}, ${t.parameters} parameters`);
+    const teachers = report.teachers.map((t) => `${t.role.replace("_", " ")}: ${t.architecture}, ${fmtCount(t.parameters)} parameters`);
     status.className = report.ok ? "ok" : "bad";
     status.textContent = report.ok
       ? `No problems: ready to train${teachers.length ? `; distillation from ${teachers.join(" and ")}` : ""}.`
@@ -216,10 +224,11 @@ export async function init(section) {
     saved.replaceChildren(...(configs.length ? configs.map((c) => el("option", { value: c.name }, c.file))
       : [el("option", { value: "" }, "(none saved yet)")]));
     if (configs.some((c) => c.name === current)) saved.value = current;
-    for (const { fromRun } of columns) {
+    for (const { fromRun, syncPicker } of columns) {
       fromRun.replaceChildren(el("option", { value: "" }, runs.length ? "(choose a run)" : "(no trained runs yet)"),
         ...runs.map((r) => el("option", { value: r.path, dataset: { architecture: r.architecture || "" } },
           `${r.run}${r.architecture ? ` (${r.architecture})` : ""}`)));
+      syncPicker();
     }
   }
   async function load(name) {

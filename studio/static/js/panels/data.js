@@ -1,6 +1,6 @@
 // Data panel: pick or create a dataset, synthesize one for a phrase, import audio folders,
 // see its health (counts, durations, problems) and listen to its files.
-import { api, el, toast, poll, fmtSeconds, jobView, fileBrowser } from "../api.js";
+import { api, el, toast, poll, fmtBytes, fmtSeconds, jobView, fileBrowser } from "../api.js";
 
 const AUDIO = /\.(wav|flac|ogg)$/i;
 const PAGE = 20;
@@ -21,16 +21,18 @@ function slug(text) {
   return text.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 64) || "untitled";
 }
 
-function fmtKB(bytes) { return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e3).toFixed(1)} kB`; }
+// A clip's length: "0.46 s", "12.3 s", "1m05s".
+function fmtClip(s) { return s === null || s === undefined ? "?" : s < 60 ? `${s.toFixed(s < 10 ? 2 : 1)} s` : fmtSeconds(s); }
 
-// A labelled input with a slot for the server's message about it.
-function field(labelText, input, name, fields) {
+// A labelled input with a slot for the server's message about it. inline: the label's text
+// beside the input (as a checkbox's), for a field that sits on one line with a checkbox.
+function field(labelText, input, name, fields, { inline = false } = {}) {
   const error = el("span", { class: "error", "data-error-for": name });
   fields[name] = { input, error };
   // A <select> inside its <label> would be named after the label plus its chosen option.
   if (input.tagName === "SELECT" && !input.hasAttribute("aria-label")) input.setAttribute("aria-label", labelText);
   const wrapper = input.type === "checkbox" ? el("label", { class: "inline" }, input, labelText)
-    : el("label", {}, labelText, input);
+    : el("label", { class: inline ? "inline" : null }, labelText, input);
   return el("div", {}, wrapper, error);
 }
 
@@ -105,8 +107,9 @@ export async function init(section) {
     el("div", { class: "row" }, field("Positives", positives, "positives", synthFields),
       field("Negatives", negatives, "negatives", synthFields),
       field("Phonetic neighbours", neighbours, "neighbours", synthFields), field("Seed", seed, "seed", synthFields)),
-    el("div", { class: "row" }, field("Evaluation sets", withEval, "eval", synthFields),
-      field("Eval minutes", evalMinutes, "eval_minutes", synthFields),
+    el("div", { class: "row", style: "align-items:center" }, field("Evaluation sets", withEval, "eval", synthFields),
+      field("Eval minutes", evalMinutes, "eval_minutes", synthFields, { inline: true })),
+    el("div", { class: "row" },
       field("Overwrite (replaces its class folders, imported files too)", overwrite, "overwrite", synthFields)),
     el("div", { class: "row" }, el("button", { class: "primary", onclick: startSynth }, "Synthesize")),
     synthJob.element);
@@ -234,7 +237,7 @@ export async function init(section) {
     const entries = r.problems[kind];
     const items = entries.map((p) => {
       if (kind === "duplicates") {
-        return el("li", {}, `${p.paths.length} identical files (${fmtKB(p.bytes)} each)`,
+        return el("li", {}, `${p.paths.length} identical files (${fmtBytes(p.bytes)} each)`,
           p.classes.length > 1 ? el("strong", {}, ` in different classes (${p.classes.join(", ")})`) : null, ": ",
           p.paths.join(", "));
       }
@@ -263,7 +266,7 @@ export async function init(section) {
     const last = Math.min(page.offset + page.files.length, page.total);
     samplesBody.replaceChildren(
       el("table", {}, el("tbody", {}, page.files.map((f) => el("tr", {},
-        el("td", {}, f.name), el("td", { class: "muted" }, fmtKB(f.bytes)),
+        el("td", {}, f.name), el("td", { "data-col": "duration" }, fmtClip(f.seconds)), el("td", { class: "muted" }, fmtBytes(f.bytes)),
         el("td", {}, f.path ? el("audio", { controls: true, preload: "metadata", src: `/api/audio?path=${encodeURIComponent(f.path)}` })
           : el("span", { class: "muted" }, "a link out of the browsable folders: not played")))))),
       el("div", { class: "row" },

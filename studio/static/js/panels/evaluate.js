@@ -17,6 +17,23 @@ const pct = (v) => (v === null || v === undefined ? "n/a" : `${(100 * v).toFixed
 const rate = (v) => (v === null || v === undefined ? "n/a" : (+v).toFixed(v >= 100 ? 0 : 2));
 const labelled = (text, control) => el("label", {}, text, control);
 
+// A set's threshold sweep as the achievable DET curve, [[FA/h, FRR %], ...]: sorted by FA/h,
+// each point's FRR is the lowest of any threshold at that or a lower FA/h, drawn as steps.
+function lowerEnvelope(sweep) {
+  const rows = [...sweep].sort((a, b) => a.fa_per_hour - b.fa_per_hour || a.frr - b.frr);
+  const points = [];
+  let best = Infinity;
+  for (const row of rows) {
+    if (row.frr >= best) continue;
+    const x = Math.max(row.fa_per_hour, ZERO_FA_DRAWN_AT);
+    if (points.length) points.push([x, 100 * best]); // hold the previous best up to this FA/h
+    best = row.frr;
+    points.push([x, 100 * best]);
+  }
+  if (rows.length) points.push([Math.max(rows[rows.length - 1].fa_per_hour, ZERO_FA_DRAWN_AT), 100 * best]);
+  return points;
+}
+
 export async function init(section) {
   let report = null; // GET /api/eval/report answer for the selected run
   let lastJobKey = null; // "id:state" of the eval job at the last refresh
@@ -159,14 +176,17 @@ export async function init(section) {
   function drawDet(target) {
     const r = report && report.report;
     if (!r) return;
-    const series = r.sets.map((s) => ({ name: s.name, points: [...s.sweep].sort((a, b) => a.threshold - b.threshold)
-      .map((row) => [Math.max(row.fa_per_hour, ZERO_FA_DRAWN_AT), 100 * row.frr]) }));
+    const series = r.sets.map((s) => ({ name: s.name, points: lowerEnvelope(s.sweep) }));
     const oneFa = Math.min(...r.sets.map((s) => 1 / s.negative_hours));
     det.replaceChildren(el("h3", {}, "DET curve (lower left is better)"),
       lineChart({ series, logX: true, xLabel: "false accepts per hour", yLabel: "false reject rate (%)", yMin: 0, yMax: 100,
         xMin: ZERO_FA_DRAWN_AT, width: 720, height: 300,
         markers: target !== undefined ? [{ x: Math.max(target, ZERO_FA_DRAWN_AT), label: "target" }] : [] }),
-      el("p", { class: "muted" }, `0 FA/h is drawn at ${ZERO_FA_DRAWN_AT}; one false accept in the shortest negative stream is ${rate(oneFa)} FA/h.`));
+      el("p", { class: "muted", "data-role": "det-caption" }, "Each curve is the best a threshold achieves: at every FA/h, the ",
+        "lowest FRR of any threshold with at most that many false accepts per hour. (At very low thresholds the detector ",
+        "fires nonstop and its refractory period swallows wake words, so the raw sweep's FRR rises again there; no one ",
+        `would pick such a threshold.) 0 FA/h is drawn at ${ZERO_FA_DRAWN_AT}; one false accept in the shortest negative `,
+        `stream is ${rate(oneFa)} FA/h.`));
   }
 
   let pickTimer = null, pickSeq = 0;

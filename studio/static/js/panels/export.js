@@ -1,11 +1,15 @@
 // Export panel: export a run's best checkpoint to ONNX, show the manifest, download the
 // model folder as a zip or the manifest alone.
-import { api, el, jobView, poll, toast } from "../api.js";
+import { api, el, fmtBytes, fmtCount, jobView, poll, toast } from "../api.js";
 
 const POLL_MS = 1000;
-const KB = 1024;
 
-const size = (bytes) => (bytes >= KB * KB ? `${(bytes / KB / KB).toFixed(2)} MB` : `${(bytes / KB).toFixed(1)} KB`);
+// The manifest's ISO 8601 time in the viewer's own time zone and words; the ISO text on hover.
+function localTime(iso) {
+  const when = new Date(iso);
+  if (!iso || Number.isNaN(when.getTime())) return iso || "n/a";
+  return el("time", { datetime: iso, title: iso }, when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" }));
+}
 const pct = (v) => (v === null || v === undefined ? "n/a" : `${(100 * v).toFixed(1)}%`);
 
 export async function init(section) {
@@ -69,25 +73,25 @@ export async function init(section) {
     const sizes = m.metrics.size_bytes || {};
     const evaluation = m.metrics.evaluation;
     const rows = [
-      ["Wake word", m.wake_word], ["Architecture", m.architecture], ["Parameters", m.parameters.toLocaleString("en")],
+      ["Wake word", m.wake_word], ["Architecture", m.architecture], ["Parameters", fmtCount(m.parameters)],
       ["Threshold", m.threshold], ["Smoothing", `${m.smoothing_hops} hops`], ["Refractory period", `${m.refractory_s} s`],
       ["Window", `${m.window_samples / m.sample_rate} s at ${m.sample_rate} Hz, hop ${m.hop_samples / m.sample_rate * 1000} ms`],
       ["Best epoch", m.metrics.best_epoch ?? "n/a"], ["Validation loss", m.metrics.val_loss?.toFixed?.(4) ?? "n/a"],
-      ["model.onnx", sizes.model ? size(sizes.model) : "n/a"], ["model.int8.onnx", sizes.model_int8 ? size(sizes.model_int8) : "n/a"],
-      ["Config hash", m.config_hash], ["Created", m.created],
+      ["model.onnx", sizes.model ? fmtBytes(sizes.model) : "n/a"], ["model.int8.onnx", sizes.model_int8 ? fmtBytes(sizes.model_int8) : "n/a"],
+      ["Config hash", m.config_hash], ["Created", localTime(m.created)],
     ];
     body.append(
       el("div", { class: "row" },
         el("a", { href: `/api/export/download?${q}`, download: `${run}-export.zip`, "data-role": "download-zip" }, `Download ${run}-export.zip`),
         el("a", { href: `/api/export/manifest.json?${q}`, download: "manifest.json", "data-role": "download-manifest" }, "Download manifest.json")),
-      el("table", { "data-role": "manifest-table", style: "width: auto" }, el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, String(v)))))),
+      el("table", { "data-role": "manifest-table", style: "width: auto" }, el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v instanceof Node ? v : String(v)))))),
       evaluation && evaluation.sets ? el("div", {}, el("h3", {}, `Evaluation (threshold ${evaluation.threshold}, target ≤ ${evaluation.target_fa_per_hour} FA/h)`),
         el("table", {}, el("thead", {}, el("tr", {}, ...["Eval set", "FRR", "FA/h", "FRR at ≤ 0.5 FA/h", "FRR at ≤ 1 FA/h"].map((h) => el("th", {}, h)))),
           el("tbody", {}, ...Object.entries(evaluation.sets).map(([name, s]) => el("tr", {}, el("td", {}, name), el("td", {}, pct(s.frr)),
             el("td", {}, s.fa_per_hour?.toFixed?.(2) ?? "n/a"), el("td", {}, pct(s["frr_at_0.5_fa_h"])), el("td", {}, pct(s["frr_at_1_fa_h"])))))))
         : el("p", { class: "muted" }, "Not evaluated yet: evaluate it in the Evaluation panel to store its threshold and metrics here."),
       el("h3", {}, `Files in ${data.folder}`),
-      el("table", { "data-role": "files", style: "width: auto" }, el("tbody", {}, ...data.files.map((f) => el("tr", {}, el("td", {}, f.name), el("td", {}, size(f.size)))))),
+      el("table", { "data-role": "files", style: "width: auto" }, el("tbody", {}, ...data.files.map((f) => el("tr", {}, el("td", {}, f.name), el("td", {}, fmtBytes(f.size)))))),
       el("details", {}, el("summary", {}, "manifest.json"), el("pre", { class: "log" }, JSON.stringify(m, null, 2))));
   }
 

@@ -5,6 +5,7 @@ import { api, el, toast, poll, fileBrowser, jobView, subTabs } from "../api.js";
 const AUDIO = /\.(wav|flac|ogg)$/i;
 const POLL_MS = 1000;
 const LABELS = { hard_negative: "false activation", positive: "wake word" };
+const HITS_PER_PAGE = 50;
 
 export async function init(section) {
   const state = { sessions: [], job: null, selectedPath: null, picked: [], reviewSession: null };
@@ -190,8 +191,8 @@ function backgroundMiner(state, openReview) {
 // ------------------------------------------------------------------ Review queue
 
 function reviewQueue(state) {
-  const pick = el("select", { name: "review-session", onchange: () => { state.reviewSession = pick.value; selected.clear(); load(); } });
-  const show = el("select", { name: "show", onchange: () => render() },
+  const pick = el("select", { name: "review-session", onchange: () => { state.reviewSession = pick.value; selected.clear(); first = 0; load(); } });
+  const show = el("select", { name: "show", "aria-label": "Show", onchange: () => { first = 0; render(); } },
     ...["all", "pending", "confirmed", "discarded"].map((s) => el("option", { value: s }, s)));
   const summary = el("p", { class: "muted", "data-role": "review-summary" });
   const body = el("tbody");
@@ -199,10 +200,18 @@ function reviewQueue(state) {
   const rows = new Map();  // hit id -> <tr>, kept so an <audio> that plays is never rebuilt
   let hits = [];
   let loadedSession = null;
-  const selectAll = el("input", { type: "checkbox", "aria-label": "Select all hits", onchange: () => {
-    for (const hit of visible()) { if (selectAll.checked) selected.add(hit.id); else selected.delete(hit.id); }
+  let first = 0;  // index of the first hit on the page shown, among the visible ones
+  const selectAll = el("input", { type: "checkbox", "aria-label": "Select all hits on this page", onchange: () => {
+    for (const hit of onPage()) { if (selectAll.checked) selected.add(hit.id); else selected.delete(hit.id); }
     render();
   } });
+  // Turning the page drops the selection: the action buttons never act on hits out of sight.
+  const pageButton = (label, step) => el("button", { class: "secondary", onclick: () => {
+    first += step * HITS_PER_PAGE; selected.clear(); render();
+  } }, label);
+  const previous = pageButton("Previous hits", -1), next = pageButton("Next hits", 1);
+  const pageInfo = el("span", { class: "muted", "data-role": "hits-page" });
+  const pager = el("div", { class: "row", hidden: true }, previous, pageInfo, next);
   const actionButtons = [
     ["hard_negative", "Confirm as false activation", "primary"],
     ["positive", "Confirm as wake word", "secondary"],
@@ -211,6 +220,7 @@ function reviewQueue(state) {
   const error = el("span", { class: "error", "data-role": "review-error" });
 
   const visible = () => hits.filter((h) => show.value === "all" || h.status === show.value);
+  const onPage = () => visible().slice(first, first + HITS_PER_PAGE);
 
   async function act(action) {
     error.textContent = "";
@@ -255,12 +265,19 @@ function reviewQueue(state) {
 
   function updateButtons() {
     actionButtons.forEach((b) => { b.disabled = selected.size === 0; });
-    const shown = visible();
+    const shown = onPage();
     selectAll.checked = shown.length > 0 && shown.every((h) => selected.has(h.id));
   }
 
   function render() {
-    const wanted = visible().map(row);
+    // Pages of HITS_PER_PAGE keep a long night's queue quick to draw; the table grows with the page.
+    const total = visible().length;
+    first = Math.max(0, Math.min(first, Math.floor(Math.max(0, total - 1) / HITS_PER_PAGE) * HITS_PER_PAGE));
+    pager.hidden = total <= HITS_PER_PAGE;
+    previous.disabled = first === 0;
+    next.disabled = first + HITS_PER_PAGE >= total;
+    pageInfo.textContent = `hits ${first + 1}–${Math.min(first + HITS_PER_PAGE, total)} of ${total}`;
+    const wanted = onPage().map(row);
     const current = [...body.children];
     if (wanted.length !== current.length || wanted.some((tr, i) => tr !== current[i])) {
       body.replaceChildren(...wanted);
@@ -298,14 +315,14 @@ function reviewQueue(state) {
     if (signature !== lastSignature) { lastSignature = signature; await load(); }
   }
 
-  async function select(name) { state.reviewSession = name; pick.value = name; selected.clear(); await load(); }
+  async function select(name) { state.reviewSession = name; pick.value = name; selected.clear(); first = 0; await load(); }
 
   const element = el("div", { "data-subtab": "review" },
     el("div", { class: "row" }, el("label", {}, "Session", pick), el("label", {}, "Show", show)),
     summary,
     el("div", { class: "row" }, ...actionButtons, error),
-    el("div", { style: "max-height:32rem;overflow:auto" },
-      el("table", { "data-role": "hits" }, el("thead", {}, el("tr", {}, el("th", {}, selectAll),
-        ...["#", "Score", "Source", "Offset", "Status", "Clip"].map((h) => el("th", {}, h)))), body)));
+    el("table", { "data-role": "hits" }, el("thead", {}, el("tr", {}, el("th", {}, selectAll),
+      ...["#", "Score", "Source", "Offset", "Status", "Clip"].map((h) => el("th", {}, h)))), body),
+    pager);
   return { element, update, select };
 }

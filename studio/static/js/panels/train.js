@@ -26,7 +26,8 @@ export async function init(section) {
   const runTitle = el("h2", { "data-role": "run-title" }, "No run yet");
   const overallBar = el("progress", { max: 100, value: 0, "aria-label": "Run progress" });
   const overallText = el("div", { class: "muted", "data-role": "run-progress" });
-  const jobs = jobView("train");
+  // The job's bar is the epoch in progress; the run's own line above gives the whole run's ETA.
+  const jobs = jobView("train", { progressLabel: "this epoch" });
   const lossBox = el("div", { "data-role": "loss-chart" });
   const metricBox = el("div", { "data-role": "metric-chart" });
   const table = el("table", { "data-role": "epochs" });
@@ -52,9 +53,9 @@ export async function init(section) {
     shown = key;
     const series = (name, field) => ({ name, points: metrics.map((m) => [m.epoch, m[field]]) });
     lossBox.replaceChildren(lineChart({ series: [series("train_loss", "train_loss"), series("val_loss", "val_loss")],
-      xLabel: "epoch", yLabel: "loss" }));
+      xLabel: "epoch", yLabel: "loss", integerX: true }));
     metricBox.replaceChildren(lineChart({ series: [series("val FRR", "val_frr@0.5"), series("val FAR", "val_far@0.5")],
-      xLabel: "epoch", yLabel: "error rate", yMin: 0 }));
+      xLabel: "epoch", yLabel: "error rate", yMin: 0, integerX: true }));
     const fmt = (v) => (typeof v === "number" ? v.toFixed(4) : "");
     table.replaceChildren(el("tr", {}, ["epoch", "train loss", "val loss", "val FRR@0.5", "val FAR@0.5"].map((h) => el("th", {}, h))),
       ...metrics.map((m) => el("tr", {}, [m.epoch, fmt(m.train_loss), fmt(m.val_loss), fmt(m["val_frr@0.5"]), fmt(m["val_far@0.5"])]
@@ -83,13 +84,14 @@ export async function init(section) {
     overallBar.value = o ? o.percent : 0;
     overallText.textContent = o ? `${o.done} of ${o.epochs} epoch(s) finished` +
       (ours && running ? `; epoch ${o.epoch} in progress, ${o.percent}% of the run` +
-        (o.eta_s !== null ? `, about ${fmtSeconds(o.eta_s)} left` : "") : "") : "";
+        (o.eta_s !== null ? `; run: about ${fmtSeconds(o.eta_s)} left` : "") : "") : "";
     return draw(data.run, data.metrics);
   }
 
   async function refreshLists() {
     const [{ configs }, { datasets }, { runs }] = await Promise.all([
       api("/api/config/list"), api("/api/datasets"), api("/api/train/runs")]);
+    const runState = (r) => (r.running ? ", running" : r.complete ? ", complete" : r.resumable ? ", resumable" : "");
     const keep = (select, options) => {
       const current = select.value;
       select.replaceChildren(...options);
@@ -100,7 +102,7 @@ export async function init(section) {
       : [el("option", { value: "" }, "(no datasets: make one in the Data panel)")]);
     runsList.replaceChildren(...runs.map((r) => el("div", { class: "row", "data-run": r.name },
       el("button", { class: "secondary", onclick: () => { viewRun = r.name; shown = ""; if (!formTouched) runBox.value = r.name; refreshStatus(); } }, r.name),
-      el("span", { class: "muted" }, `${r.epochs_done}${r.epochs ? ` of ${r.epochs}` : ""} epoch(s)${r.complete ? ", complete" : r.resumable ? ", resumable" : ""}`))));
+      el("span", { class: "muted", "data-role": "run-state" }, `${r.epochs_done}${r.epochs ? ` of ${r.epochs}` : ""} epoch(s)${runState(r)}`))));
     if (!runs.length) runsList.append(el("div", { class: "muted" }, "none yet"));
     if (!runBox.value && datasetSelect.value) {
       const taken = new Set(runs.map((r) => r.name));

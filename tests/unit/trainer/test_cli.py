@@ -20,6 +20,27 @@ def test_empty_phrase_is_a_clean_error(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_engine_choice(tmp_path, monkeypatch):
+    import json
+
+    from trainer.synth import dectalk
+    args = ["synth", "hey jarvis", "--positives", "3", "--negatives", "2", "--neighbours", "2",
+            "--no-eval"]
+    result = CliRunner().invoke(main, args + ["--out", str(tmp_path / "e"), "--engine", "espeak"])
+    assert result.exit_code == 0, result.output
+    engines = {c["engine"] for c in json.loads((tmp_path / "e" / "manifest.json").read_text())["clips"]}
+    assert engines == {"espeak", "synthetic"}
+    # Asking for DECtalk where it is missing is an error, not a silent espeak-only dataset.
+    monkeypatch.setenv(dectalk.ENV_DIR, str(tmp_path / "nowhere"))
+    dectalk.available.cache_clear()
+    try:
+        result = CliRunner().invoke(main, args + ["--out", str(tmp_path / "d"), "--engine", "dectalk"])
+    finally:
+        dectalk.available.cache_clear()
+    assert result.exit_code == 1 and "DECtalk is not installed" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "d").exists()
+
+
 def test_bad_config_is_a_clean_error_naming_the_key(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[train]\nlr = 'fast'\n")

@@ -71,4 +71,19 @@ def test_engines_setting_is_checked():
         SynthConfig(engines=("dectalk",)).check()
     with pytest.raises(TrainerError, match="engines"):
         SynthConfig(engines=("espeak", "sam")).check()
+    with pytest.raises(TrainerError, match="dectalk_share"):
+        SynthConfig(dectalk_share=1.5).check()
     SynthConfig(engines=("espeak",)).check()
+
+
+@needs_dectalk
+def test_dectalk_share_sets_the_mix(tmp_path):
+    small = SynthConfig(seed=2, n_positive=40, n_negative_speech=0, n_neighbour=0,
+                        background_files=0, dectalk_share=0.5)
+    data = synthesize_dataset("hey jarvis", tmp_path / "half", small, progress=False)
+    engines = [c.engine for c in data.select("positive")]
+    assert 10 <= engines.count("dectalk") <= 30 and engines.count("espeak") + engines.count("dectalk") == 40
+    none = synthesize_dataset("hey jarvis", tmp_path / "none", SynthConfig(
+        seed=2, n_positive=10, n_negative_speech=0, n_neighbour=0, background_files=0,
+        dectalk_share=0.0), progress=False)
+    assert {c.engine for c in none.clips} == {"espeak"}

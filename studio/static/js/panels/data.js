@@ -102,7 +102,10 @@ export async function init(section) {
   const overwrite = el("input", { type: "checkbox" });
   const synthJob = jobView("synth", { onUpdate: (job) => onJobChange("synth", job) });
   const synthCard = el("div", { class: "card", "data-card": "synth" }, el("h2", {}, "Synthesize a dataset"),
-    el("p", { class: "muted" }, "espeak-ng voices say the phrase, ordinary speech and sound-alike phrases; runs `hark synth`."),
+    el("p", { class: "muted", "data-role": "engines" }, defaults.engines.includes("dectalk")
+      ? "espeak-ng and DECtalk voices say the phrase, ordinary speech and sound-alike phrases; runs `hark synth`."
+      : "espeak-ng voices say the phrase, ordinary speech and sound-alike phrases; runs `hark synth`. " +
+        "DECtalk is not installed, so models will generalize worse to unseen voices: run scripts/install_dectalk.sh."),
     el("div", { class: "row" }, field("Phrase", phrase, "phrase", synthFields), field("Dataset name", name, "name", synthFields)),
     el("div", { class: "row" }, field("Positives", positives, "positives", synthFields),
       field("Negatives", negatives, "negatives", synthFields),

@@ -163,7 +163,7 @@ def tflite_parameters(path: Path) -> int:
 # ---------------------------------------------------------------------------- systems
 
 
-def hark_sentry(model_dir: Path, word: str) -> System:
+def hark_sentry(model_dir: Path, word: str, name: str = "Hark sentry") -> System:
     """Hark's sentry from an exported folder, through Detector's streaming path."""
     from sentry.detector import Detector
     from sentry.errors import SentryError
@@ -181,9 +181,9 @@ def hark_sentry(model_dir: Path, word: str) -> System:
         return detector.scores[-1]
 
     size = detector.features_path.stat().st_size + detector.model_path.stat().st_size
-    return System("Hark sentry", word, manifest.trigger.threshold, manifest.trigger.smoothing_hops,
+    return System(name, word, manifest.trigger.threshold, manifest.trigger.smoothing_hops,
                   size, onnx_parameters(detector.model_path), score_hop, detector.reset,
-                  notes=f"{detector.model_path.name} fp32 + {detector.features_path.name} "
+                  notes=f"{model_dir}: {detector.model_path.name} fp32 + {detector.features_path.name} "
                         f"(log-mel, {onnx_parameters(detector.features_path)} fixed constants)")
 
 

@@ -223,7 +223,8 @@ def plot(results: list[dict], png: Path) -> Path:
             rows = sorted(r["sweep"], key=lambda row: row["threshold"])
             (line,) = ax.plot([row["fa_per_hour"] for row in rows],
                               [100 * row["frr"] for row in rows], label=r["system"],
-                              color=COLOURS.get(r["system"]))
+                              color=COLOURS.get(r["system"], "C0"),
+                              linestyle=":" if r["system"].startswith("Hark sentry (") else "-")
             d = r["at_default"]
             ax.plot([d["fa_per_hour"]], [100 * d["frr"]], marker="o", color=line.get_color(),
                     markeredgecolor="black", linestyle="none")
@@ -248,14 +249,22 @@ def plot(results: list[dict], png: Path) -> Path:
     return png
 
 
-def _pairs(values: list[str], flag: str) -> dict[str, Path]:
-    out = {}
+def _pairs(values: list[str], flag: str) -> dict[str, list[tuple[str, Path]]]:
+    """WORD=DIR[@LABEL] values -> word -> [(system name, folder)], in the order given.
+
+    A word's first Hark model is "Hark sentry" (the one the cascade row builds on); further
+    ones (other training runs of a recipe, say) are "Hark sentry (LABEL)", LABEL defaulting to
+    their position."""
+    out: dict[str, list[tuple[str, Path]]] = {}
     for value in values:
-        word, sep, path = value.partition("=")
+        word, sep, rest = value.partition("=")
+        path, _, label = rest.partition("@")
         if not sep or not Path(path).is_dir():
-            raise SystemExit(f"{flag} {value!r}: expected WORD=EXPORTED_MODEL_DIR with an existing "
-                             f"folder, e.g. {flag} 'hey jarvis=hark-runs/runs/hey_jarvis/export'")
-        out[benchset.normalise_phrase(word)] = Path(path)
+            raise SystemExit(f"{flag} {value!r}: expected WORD=EXPORTED_MODEL_DIR[@LABEL] with an "
+                             f"existing folder, e.g. {flag} 'hey jarvis=hark-runs/runs/hey_jarvis/export'")
+        models = out.setdefault(benchset.normalise_phrase(word), [])
+        name = "Hark sentry" if not models else f"Hark sentry ({label or len(models) + 1})"
+        models.append((name, Path(path)))
     return out
 
 
@@ -269,8 +278,9 @@ def main() -> None:
     parser.add_argument("--negative-minutes", type=float, default=120.0)
     parser.add_argument("--per-voice", type=int, default=24, help="wake words per voice and word")
     parser.add_argument("--seed", type=int, default=8)
-    parser.add_argument("--hark", action="append", default=[], metavar="WORD=DIR",
-                        help="Hark exported model for a word (repeat per word)")
+    parser.add_argument("--hark", action="append", default=[], metavar="WORD=DIR[@LABEL]",
+                        help="Hark exported model for a word (repeat per word; repeat a word for "
+                             "more training runs, shown as 'Hark sentry (LABEL)')")
     parser.add_argument("--judge", action="append", default=[], metavar="WORD=DIR",
                         help="judge model for the cascade row of a word (optional)")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
@@ -295,7 +305,8 @@ def main() -> None:
     for word in words:
         folder = args.audio / benchset.word_slug(word)
         positive, regions = load_audio(folder / benchset.POSITIVE_STREAM), benchset.regions_of(folder)
-        makers = ([("Hark sentry", lambda w=word: hark_sentry(hark[w], w))] if word in hark else [])
+        makers = [(name, lambda d=folder, w=word, n=name: hark_sentry(d, w, n))
+                  for name, folder in hark.get(word, [])]
         makers += [(name, lambda f=PEERS[name], w=word: f(w)) for name in args.peers]
         if word not in hark:
             skipped.append(f"{word}: Hark sentry (no --hark '{word}=DIR' given)")
@@ -310,7 +321,7 @@ def main() -> None:
             results.append(result)
             if system.name == "Hark sentry" and word in judges:
                 results.append(cascade(pos_scores, neg_scores, positive, negative, regions,
-                                       system, judges[word]))
+                                       system, judges[word][0][1]))
     print_table(results)
     print_conditions(results)
     for line in skipped:

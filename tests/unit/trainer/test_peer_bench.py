@@ -187,3 +187,16 @@ def test_benchset_places_every_wake_word_where_its_regions_say(tmp_path):
     negative = load_audio(tmp_path / benchset.NEGATIVE_STREAM)
     assert negative.size >= 0.25 * 60 * SAMPLE_RATE
     assert manifest["negative"]["segments"]
+
+
+def test_several_hark_models_per_word(tmp_path):
+    runs = [tmp_path / name for name in ("a", "b", "c")]
+    for run in runs:
+        run.mkdir()
+    pairs = peers._pairs([f"Hey Jarvis={runs[0]}", f"hey jarvis={runs[1]}@seed 7",
+                          f"hey jarvis={runs[2]}", f"alexa={runs[2]}"], "--hark")
+    assert pairs == {"hey jarvis": [("Hark sentry", runs[0]), ("Hark sentry (seed 7)", runs[1]),
+                                    ("Hark sentry (3)", runs[2])],
+                     "alexa": [("Hark sentry", runs[2])]}
+    with pytest.raises(SystemExit, match="WORD=EXPORTED_MODEL_DIR"):
+        peers._pairs([f"hey jarvis={tmp_path / 'missing'}"], "--hark")

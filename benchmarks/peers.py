@@ -234,7 +234,8 @@ def plot(results: list[dict], png: Path) -> Path:
         for r in (r for r in results if r["word"] == word and "judge" in r):
             d = r["at_default"]
             ax.plot([d["fa_per_hour"]], [100 * d["frr"]], marker="*", markersize=11,
-                    linestyle="none", color=COLOURS["Hark cascade"], label="Hark cascade (shipped thresholds)")
+                    linestyle="none", color=COLOURS["Hark cascade"],
+                    label=f"Hark cascade (sentry {r['sentry_threshold']:g} + judge {r['judge_threshold']:g})")
         for rate in REPORTED_FA_RATES:
             ax.axvline(rate, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xscale("symlog", linthresh=LINEAR_BELOW_FA_PER_HOUR)

@@ -31,6 +31,9 @@ class DataConfig:
     """Share of negatives that are a positive cut off mid-word, so the model fires at the end."""
     max_positive_s: float = 1.45
     """Positives longer than this (after trimming) do not fit the window and are skipped, counted."""
+    context_probability: float = 0.0
+    """Share of training windows with a wake word (whole or cut off) in which the end of another
+    speech clip comes 0.05-0.4 s before it, as when the wake word follows a sentence."""
 
 
 AUGMENTATIONS = ("noise", "lowpass", "gain", "mel_warp", "specaugment")
@@ -320,6 +323,9 @@ def validate(config: Config) -> list[str]:
                  "pitch_probability", "speed_probability"):
         if not 0 <= getattr(config.augment, name) <= 1:
             problems.append(f"augment.{name}: must be in [0, 1], got {getattr(config.augment, name)}")
+    for name in ("partial_fraction", "context_probability"):
+        if not 0 <= getattr(config.data, name) <= 1:
+            problems.append(f"data.{name}: must be in [0, 1], got {getattr(config.data, name)}")
     for key, value in (("train.epochs", config.train.epochs), ("train.batch_size", config.train.batch_size)):
         if value < 1:
             problems.append(f"{key}: must be >= 1, got {value}")

@@ -28,6 +28,10 @@ BACKGROUND_DBFS = (-45.0, -15.0)
 """RMS level of background-only negatives: from a quiet room to a loud one."""
 BACKGROUND_ONLY_FRACTION = 0.1
 """Share of negatives that hold only background noise."""
+CONTEXT_GAP_S = (0.05, 0.4)
+"""Pause between the preceding speech and the wake word (data.context_probability)."""
+MIN_CONTEXT_SAMPLES = SAMPLE_RATE // 5
+"""Less room than 0.2 s before the wake word: no context is added."""
 
 
 @dataclass
@@ -111,7 +115,18 @@ class WindowSampler:
         end = CLIP_SAMPLES - gap
         clip = clip[-end:]
         window[end - len(clip):end] = clip
+        share = self.config.data.context_probability if self.augment and self.pools.negative else 0.0
+        if share > 0 and rng.random() < share:  # no draw at 0: earlier runs sample as before
+            self._speech_before(window, end - len(clip), rng)
         return window
+
+    def _speech_before(self, window: np.ndarray, start: int, rng: np.random.Generator) -> None:
+        """Put the end of a random speech clip CONTEXT_GAP_S before ``start`` (in place)."""
+        stop = start - int(rng.uniform(*CONTEXT_GAP_S) * SAMPLE_RATE)
+        if stop < MIN_CONTEXT_SAMPLES:
+            return
+        tail = self.pools.negative[rng.integers(len(self.pools.negative))][-stop:]
+        window[stop - len(tail):stop] += tail
 
     def _negative(self, rng: np.random.Generator) -> np.ndarray:
         draw = rng.random()

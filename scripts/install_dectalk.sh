@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch DECtalk (a second speech synthesizer for training data) from the npm registry into
 # DEST (default .venv/share/dectalk): the x86-64 Linux program and its dictionary, nothing else.
-# The tarball's checksum is pinned. Needs curl or python3; the program needs libpulse0 and
+# The tarball's checksum is pinned. Needs python3 (to download); the program needs libpulse0 and
 # libsndfile1. Hark never ships DECtalk (its source licence is unclear); see trainer/synth/dectalk.py.
 set -euo pipefail
 DEST=${1:-.venv/share/dectalk}

@@ -30,9 +30,9 @@ def main() -> None:
     shutil.rmtree(args.workdir, ignore_errors=True)
     summary = run_all(args.phrase, args.workdir, fresh=True)
     summary["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
-    print(f"\nphrase '{summary['phrase']}'  parameters {summary['parameters']}  "
-          f"int8 {summary['int8_bytes'] / 1024:.0f} KB  threshold {summary['threshold']:.3f}  "
-          f"machine {summary['machine']}")
+    int8 = f"int8 {summary['int8_bytes'] / 1024:.0f} KB" if summary["int8_bytes"] else "no int8 model"
+    print(f"\nphrase '{summary['phrase']}'  parameters {summary['parameters']}  {int8}  "
+          f"threshold {summary['threshold']:.3f}  machine {summary['machine']}")
     print(" ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items()),
           f"| total {summary['total_seconds'] / 60:.1f} min")
     print_eval_table(summary["evaluation"])

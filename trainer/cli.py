@@ -104,8 +104,10 @@ def export(run_dir: Path, out) -> None:
     from .export import export_run
     folder, manifest = export_run(run_dir, out)
     sizes = manifest.metrics["size_bytes"]
+    int8 = (f"model.int8.onnx {sizes['model_int8'] / 1024:.0f} KB" if "model_int8" in sizes
+            else "no model.int8.onnx (quantization moved the scores too far; see the warning)")
     click.echo(f"exported to {folder}: {manifest.parameters} parameters, model.onnx "
-               f"{sizes['model'] / 1024:.0f} KB, model.int8.onnx {sizes['model_int8'] / 1024:.0f} KB")
+               f"{sizes['model'] / 1024:.0f} KB, {int8}")
 
 
 @main.command(name="eval")

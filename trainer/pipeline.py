@@ -193,7 +193,7 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
 
     manifest = load_manifest(model_dir)
     return {"phrase": phrase, "model_dir": str(model_dir), "parameters": manifest.parameters,
-            "int8_bytes": manifest.metrics["size_bytes"]["model_int8"], "threshold": manifest.threshold,
+            "int8_bytes": manifest.metrics["size_bytes"].get("model_int8"), "threshold": manifest.threshold,
             "evaluation": evaluation["sets"], "demo": {"file": str(demo), "wake_words": len(regions),
                                                       "detected": hits, "detections": len(detections)},
             "best_epoch": result.best_epoch, "seconds": timings,

@@ -34,6 +34,10 @@ class DataConfig:
     context_probability: float = 0.0
     """Share of training windows with a wake word (whole or cut off) in which the end of another
     speech clip comes 0.05-0.4 s before it, as when the wake word follows a sentence."""
+    after_probability: float = 0.0
+    """Share of training windows with a wake word (whole or cut off) that end 0.15-0.5 s after
+    it, with the start of another speech clip 0.05-0.3 s after the word, as when a command
+    follows the wake word."""
 
 
 AUGMENTATIONS = ("noise", "lowpass", "gain", "mel_warp", "specaugment")
@@ -323,7 +327,7 @@ def validate(config: Config) -> list[str]:
                  "pitch_probability", "speed_probability"):
         if not 0 <= getattr(config.augment, name) <= 1:
             problems.append(f"augment.{name}: must be in [0, 1], got {getattr(config.augment, name)}")
-    for name in ("partial_fraction", "context_probability"):
+    for name in ("partial_fraction", "context_probability", "after_probability"):
         if not 0 <= getattr(config.data, name) <= 1:
             problems.append(f"data.{name}: must be in [0, 1], got {getattr(config.data, name)}")
     for key, value in (("train.epochs", config.train.epochs), ("train.batch_size", config.train.batch_size)):

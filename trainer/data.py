@@ -32,6 +32,11 @@ CONTEXT_GAP_S = (0.05, 0.4)
 """Pause between the preceding speech and the wake word (data.context_probability)."""
 MIN_CONTEXT_SAMPLES = SAMPLE_RATE // 5
 """Less room than 0.2 s before the wake word: no context is added."""
+AFTER_END_S = (0.15, 0.5)
+"""With speech after the wake word (data.after_probability), the window ends this long after
+the word: the detector may fire up to 0.5 s after a wake word, while the next words begin."""
+AFTER_GAP_S = (0.05, 0.3)
+"""Pause between the wake word and the speech after it."""
 
 
 @dataclass
@@ -110,15 +115,29 @@ class WindowSampler:
 
     def _end_aligned(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         window = np.zeros(CLIP_SAMPLES, dtype=np.float32)
-        lo, hi = self.aug.end_jitter_s if self.augment else (0.1, 0.1)
+        speech = self.augment and bool(self.pools.negative)
+        after_share = self.config.data.after_probability if speech else 0.0
+        # No draw at 0 (here and below): runs without context sample exactly as before.
+        after = after_share > 0 and rng.random() < after_share
+        lo, hi = AFTER_END_S if after else self.aug.end_jitter_s if self.augment else (0.1, 0.1)
         gap = int(rng.uniform(lo, hi) * SAMPLE_RATE)
         end = CLIP_SAMPLES - gap
         clip = clip[-end:]
         window[end - len(clip):end] = clip
-        share = self.config.data.context_probability if self.augment and self.pools.negative else 0.0
-        if share > 0 and rng.random() < share:  # no draw at 0: earlier runs sample as before
+        if after:
+            self._speech_after(window, end, rng)
+        share = self.config.data.context_probability if speech else 0.0
+        if share > 0 and rng.random() < share:
             self._speech_before(window, end - len(clip), rng)
         return window
+
+    def _speech_after(self, window: np.ndarray, end: int, rng: np.random.Generator) -> None:
+        """Put the start of a random speech clip AFTER_GAP_S after ``end`` (in place)."""
+        room = len(window) - end
+        start = end + int(rng.uniform(AFTER_GAP_S[0], min(AFTER_GAP_S[1], room / SAMPLE_RATE - 0.05))
+                          * SAMPLE_RATE)
+        head = self.pools.negative[rng.integers(len(self.pools.negative))][: len(window) - start]
+        window[start:start + len(head)] += head
 
     def _speech_before(self, window: np.ndarray, start: int, rng: np.random.Generator) -> None:
         """Put the end of a random speech clip CONTEXT_GAP_S before ``start`` (in place)."""

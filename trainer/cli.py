@@ -36,14 +36,15 @@ def main(verbose: bool) -> None:
 @click.option("--eval-minutes", type=click.FloatRange(min=0.5), default=60.0, show_default=True,
               help="Minutes of continuous negative audio in each eval set (FA/h resolution).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--engine", "engines", type=click.Choice(["espeak", "dectalk"]), multiple=True,
+@click.option("--engine", "engines", type=click.Choice(["espeak", "dectalk", "pico"]), multiple=True,
               help="Speech engines to use (repeat the option; espeak is always one). Default: "
-                   "espeak and, where installed (scripts/install_dectalk.sh), DECtalk.")
+                   "espeak and, where installed, DECtalk (scripts/install_dectalk.sh) and "
+                   "SVOX Pico (the pico extra).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset folder.")
 @_fail_cleanly
 def synth(phrase: str, out: Path, positives, negatives, neighbours, with_eval: bool,
           eval_minutes: float, seed: int, engines: tuple[str, ...], overwrite: bool) -> None:
-    """Synthesize a training dataset for PHRASE with espeak-ng (and DECtalk) voices."""
+    """Synthesize a training dataset for PHRASE with espeak-ng, DECtalk and Pico voices."""
     from .pipeline import synth_all
     synth_all(phrase, out, positives=positives, negatives=negatives, neighbours=neighbours,
               with_eval=with_eval, eval_minutes=eval_minutes, seed=seed, overwrite=overwrite,

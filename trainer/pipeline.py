@@ -35,8 +35,8 @@ def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives
               seed: int = 0, overwrite: bool = False, progress: bool = True,
               engines: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Synthesize the dataset (and its eval sets). ``engines`` names the speech engines; None
-    means espeak plus DECtalk where installed, while naming DECtalk requires it."""
-    from .synth import dectalk
+    means espeak plus DECtalk and Pico where installed, while naming one requires it."""
+    from .synth import dectalk, pico
     from .synth.build import SynthConfig, synthesize_dataset
     from .synth.evalsets import synthesize_eval_sets
     settings = SynthConfig(seed=seed)
@@ -47,6 +47,10 @@ def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives
                                f"{dectalk.install_dir()} or does not run here. Fix: "
                                "scripts/install_dectalk.sh (x86-64 Linux; apt-get install "
                                "libpulse0 libsndfile1), or leave out --engine dectalk")
+        if "pico" in settings.engines and not pico.available():
+            raise TrainerError("--engine pico: SVOX Pico is not installed. Fix: pip install "
+                               "'hark[pico]' (builds ttspico with a C compiler), or leave out "
+                               "--engine pico")
     for name, value in (("n_positive", positives), ("n_negative_speech", negatives),
                         ("n_neighbour", neighbours)):
         if value is not None:

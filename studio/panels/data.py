@@ -74,12 +74,10 @@ def _int(body: dict[str, Any], field: str, default: int, low: int, high: int) ->
 def synth_defaults() -> dict[str, Any]:
     """The CLI's defaults (`hark synth`), so the form and the command never disagree."""
     from trainer.cli import synth
-    from trainer.synth import dectalk
-    from trainer.synth.build import SynthConfig
+    from trainer.synth.build import SynthConfig, available_engines
     options = {p.name: p.default for p in synth.params}
     config = SynthConfig()
-    engines = [e for e in config.engines if e == "espeak" or dectalk.available()]
-    return {"engines": engines, "positives": config.n_positive, "negatives": config.n_negative_speech,
+    return {"engines": available_engines(config), "positives": config.n_positive, "negatives": config.n_negative_speech,
             "neighbours": config.n_neighbour, "eval": options["with_eval"],
             "eval_minutes": options["eval_minutes"], "seed": options["seed"],
             "eval_minutes_range": list(EVAL_MINUTES_RANGE), "max_clips": MAX_CLIPS}

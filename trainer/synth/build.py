@@ -1,11 +1,11 @@
-"""Synthesize a training dataset for a wake phrase with espeak-ng (and DECtalk) voices.
+"""Synthesize a training dataset for a wake phrase with espeak-ng, DECtalk and SVOX Pico voices.
 
 Splits are by voice: every voice belongs to exactly one of train/val/test, so
 validation and test speakers are never heard in training (not even in babble backgrounds, which
 use training voices only). Positives are the phrase in many voices, rates, pitches, punctuations
-and warps; each engine's voices are split on their own, and DECtalk joins when installed
-(``trainer/synth/dectalk.py``: a second engine is what helps most on voices never heard in
-training). ``hard_negative/`` gets confusable neighbours, ``negative/`` ordinary sentences and
+and warps; each engine's voices are split on their own, and DECtalk and Pico join when
+installed (``trainer/synth/dectalk.py``, ``trainer/synth/pico.py``: more engines are what helps
+most on voices never heard in training; Pico's two voices are training voices only). ``hard_negative/`` gets confusable neighbours, ``negative/`` ordinary sentences and
 ``background/`` noise, music, hum and babble.
 """
 
@@ -23,13 +23,13 @@ from tqdm import tqdm
 from trainer.audio import write_wav
 from trainer.dataset import LABELS, MANIFEST, MANIFEST_FORMAT, SPLITS, Dataset, load_dataset, write_manifest
 from trainer.errors import TrainerError
-from trainer.synth import dectalk
+from trainer.synth import dectalk, pico
 from trainer.synth.espeak import list_voices, synthesize
 from trainer.synth.noise import BACKGROUND_KINDS, NEUTRAL_PHRASE, make_background
 from trainer.synth.text import normalise_phrase, ordinary_sentences, phonetic_neighbours
 from trainer.synth.warps import peak_normalize, random_warp, trim_silence
 
-ENGINES = ("espeak", "dectalk")
+ENGINES = ("espeak", "dectalk", "pico")
 PARALLEL_MIN_JOBS = 400
 """Below this many clips, starting worker processes costs more than it saves."""
 PEAK_RANGE = (0.3, 0.95)
@@ -65,9 +65,11 @@ class SynthConfig:
     pitch_range: tuple[int, int] = (20, 90)
     workers: int = 2
     engines: tuple[str, ...] = ENGINES
-    """Synthesizers to use; DECtalk is skipped (with a message) where it is not installed."""
+    """Synthesizers to use; DECtalk and Pico are skipped (with a message) where not installed."""
     dectalk_share: float = 0.25
-    """Fraction of speech clips spoken by DECtalk when it is used; the rest are espeak."""
+    """Fraction of speech clips spoken by DECtalk when it is used."""
+    pico_share: float = 0.15
+    """Fraction of speech clips spoken by Pico when it is used; the rest are espeak."""
 
     def check(self) -> None:
         problems = []
@@ -80,8 +82,9 @@ class SynthConfig:
         if unknown or "espeak" not in self.engines:
             problems.append(f"engines must include espeak and come from {', '.join(ENGINES)}; "
                             f"got {', '.join(self.engines)}")
-        if not 0 <= self.dectalk_share <= 1:
-            problems.append("dectalk_share must be in 0..1")
+        if not (0 <= self.dectalk_share <= 1 and 0 <= self.pico_share <= 1
+                and self.dectalk_share + self.pico_share <= 1):
+            problems.append("dectalk_share and pico_share must be in 0..1 and add up to at most 1")
         if not 0 <= self.warp_probability <= 1:
             problems.append("warp_probability must be in 0..1")
         for name in ("rate_wpm", "pitch", "pitch_range"):
@@ -135,6 +138,8 @@ def _render(job: _Job) -> None:
     else:
         if dectalk.is_dectalk(job.voice):
             audio = dectalk.synthesize(job.text, job.voice, rng)
+        elif pico.is_pico(job.voice):
+            audio = pico.synthesize(job.text, job.voice, rng)
         else:
             audio = synthesize(job.text, job.voice, job.rate, job.pitch, job.pitch_range)
         if job.warp:
@@ -147,14 +152,19 @@ def _render(job: _Job) -> None:
 def _speech_jobs(label: str, texts: list[str], voices_by_split: dict[str, list[str]],
                  config: SynthConfig, rng: np.random.Generator) -> list[_Job]:
     # Cycle through each engine's voices so every voice gets its share; the split follows the
-    # voice. A clip goes to DECtalk with probability dectalk_share (when it has voices here).
+    # voice. A clip goes to DECtalk with probability dectalk_share and to Pico with probability
+    # pico_share (each when it has voices here), else to espeak.
     voices = [v for split in SPLITS for v in voices_by_split[split]]
     split_of = {v: s for s, vs in voices_by_split.items() for v in vs}
-    cycles = [[v for v in voices if not dectalk.is_dectalk(v)], [v for v in voices if dectalk.is_dectalk(v)]]
+    cycles = [[v for v in voices if _engine_of(v) == name] for name in ENGINES]
     turns = [int(rng.integers(len(cycle))) if cycle else 0 for cycle in cycles]
+    dectalk_share = config.dectalk_share if cycles[1] else 0.0
+    pico_share = config.pico_share if cycles[2] else 0.0
     jobs = []
     for i, text in enumerate(texts):
-        engine = int(bool(cycles[1]) and rng.random() < config.dectalk_share)
+        # No draw with espeak alone (and the same one draw as before Pico without it).
+        draw = rng.random() if cycles[1] or cycles[2] else 1.0
+        engine = 1 if draw < dectalk_share else 2 if draw < dectalk_share + pico_share else 0
         voice = cycles[engine][turns[engine] % len(cycles[engine])]
         turns[engine] += 1
         jobs.append(_Job(
@@ -189,8 +199,24 @@ def _dectalk_voices(config: SynthConfig) -> list[str]:
     return voices
 
 
+def _pico_voices(config: SynthConfig) -> list[str]:
+    if "pico" not in config.engines:
+        return []
+    voices = pico.list_voices()
+    if not voices:
+        print("SVOX Pico is not installed: synthesizing without it, which generalizes worse to "
+              "unseen voices. Fix: pip install 'hark[pico]' (needs a C compiler)", file=sys.stderr)
+    return voices
+
+
+def available_engines(config: SynthConfig | None = None) -> list[str]:
+    """The engines of ``config`` (default: the defaults) that synthesis will really use here."""
+    usable = {"espeak": True, "dectalk": dectalk.available(), "pico": pico.available()}
+    return [e for e in (config or SynthConfig()).engines if usable[e]]
+
+
 def _engine_of(voice: str) -> str:
-    return "dectalk" if dectalk.is_dectalk(voice) else "espeak"
+    return "dectalk" if dectalk.is_dectalk(voice) else "pico" if pico.is_pico(voice) else "espeak"
 
 
 def _prepare_folder(out: Path, overwrite: bool) -> None:
@@ -242,6 +268,7 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
         for split, names in split_voices(extra_voices, config.seed, config.val_voice_fraction,
                                          config.test_voice_fraction).items():
             speakers[split] += names
+    speakers["train"] += _pico_voices(config)  # two voices: too few to hold any out
     jobs = _speech_jobs("positive", _phrase_texts(phrase, config.n_positive, rng), speakers,
                         config, rng)
     jobs += _speech_jobs("negative", ordinary_sentences(rng, config.n_negative_speech, phrase),

@@ -313,8 +313,8 @@ def test_defaults_are_the_clis_and_create_makes_an_empty_dataset(client_and_stud
     defaults = client.get("/api/data/defaults").get_json()
     assert defaults["positives"] == 3000 and defaults["eval"] is True and defaults["eval_minutes"] == 60.0
     assert defaults["labels"] == list(LABELS)
-    from trainer.synth import dectalk
-    assert defaults["engines"] == (["espeak", "dectalk"] if dectalk.available() else ["espeak"])
+    from trainer.synth import dectalk, pico
+    assert defaults["engines"] == ["espeak"] + ["dectalk"] * dectalk.available() + ["pico"] * pico.available()
     assert client.post("/api/data/create", json={"name": "mine"}).get_json() == {"dataset": "mine"}
     assert all((studio.workspace / "data" / "mine" / label).is_dir() for label in LABELS)
     assert _error(client.post("/api/data/create", json={"name": "mine"}), 409)["code"] == "invalid_name"

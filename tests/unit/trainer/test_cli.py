@@ -84,7 +84,8 @@ def test_train_takes_the_wake_word_from_the_dataset_manifest(tmp_path, monkeypat
 def test_a_split_without_positives_is_named(tmp_path):
     from trainer.synth.build import SynthConfig, synthesize_dataset
     data = tmp_path / "tiny"
-    synthesize_dataset("ok computer", data, SynthConfig(n_positive=3, n_negative_speech=3, n_neighbour=3,
+    # One positive clip: whichever split it lands in, the other has none.
+    synthesize_dataset("ok computer", data, SynthConfig(n_positive=1, n_negative_speech=3, n_neighbour=3,
                                                         background_files=1, background_seconds=2.0,
                                                         workers=1), progress=False)
     result = CliRunner().invoke(main, ["train", "--dataset", str(data), "--run-dir", str(tmp_path / "r")])

@@ -11,10 +11,11 @@ from sentry.constants import SAMPLE_RATE
 from trainer.audio import DOWNMIXED, RESAMPLED, SILENT, UNREADABLE, load_audio
 from trainer.dataset import SPLITS, hash_split, load_dataset
 from trainer.errors import TrainerError
-from trainer.synth import dectalk
+from trainer.synth import dectalk, pico
 from trainer.synth.build import ENGINES, SynthConfig, split_voices, synthesize_dataset
 from trainer.synth.espeak import list_voices
 from trainer.synth.text import contains_phrase
+from trainer.synth.warps import TRIM_THRESHOLD_DB
 
 PHRASE = "hey jarvis"
 TINY = SynthConfig(seed=3, n_positive=20, n_negative_speech=20, n_neighbour=20,
@@ -42,10 +43,11 @@ def test_tiny_synthesis_end_to_end(tiny):
                for c in positives)
     lengths = [len(load_audio(c.path)) / SAMPLE_RATE for c in positives]
     assert 0.4 < min(lengths) and max(lengths) < 2.5  # trimmed: phrase plus 0.1-0.2 s margins
-    for clip in positives:  # silence trimmed to at most the 0.2 s margin at either end
+    for clip in positives:  # silence (frames 40 dB under the loudest) trimmed to the 0.2 s margin
         audio = load_audio(clip.path)
         frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
-        quiet = np.sqrt(np.mean(frames ** 2, axis=1)) < 0.01 * np.max(np.abs(audio))
+        rms = np.sqrt(np.mean(frames ** 2, axis=1))
+        quiet = rms < rms.max() * 10 ** (-TRIM_THRESHOLD_DB / 20)
         assert np.argmin(quiet) <= 21 and np.argmin(quiet[::-1]) <= 21, clip.path
     assert not any(contains_phrase(c.text, PHRASE)
                    for c in tiny.select("negative") + tiny.select("hard_negative"))
@@ -61,7 +63,9 @@ def test_splits_are_by_voice(tiny):
     # Each engine's voices are split on their own; "voice_splits" (the espeak eval's test
     # voices come from it) stays espeak only.
     speakers = manifest["speaker_splits"]
-    assert sorted(v for s in SPLITS for v in speakers[s]) == sorted(list_voices() + dectalk.list_voices())
+    assert sorted(v for s in SPLITS for v in speakers[s]) == sorted(
+        list_voices() + dectalk.list_voices() + pico.list_voices())
+    assert not set(pico.list_voices()) & set(speakers["val"] + speakers["test"])  # train only
     for split in SPLITS:
         assert set(splits[split]) <= set(speakers[split])
     split_of_voice = {}

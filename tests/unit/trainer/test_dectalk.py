@@ -58,7 +58,7 @@ def test_missing_install_falls_back_to_espeak(tmp_path, monkeypatch, capsys):
     try:
         assert dectalk.list_voices() == []
         small = SynthConfig(seed=1, n_positive=4, n_negative_speech=2, n_neighbour=2,
-                            background_files=1, background_seconds=1.0)
+                            background_files=1, background_seconds=1.0, engines=("espeak", "dectalk"))
         data = synthesize_dataset("hey jarvis", tmp_path / "data", small, progress=False)
         assert {c.engine for c in data.clips} == {"espeak", "synthetic"}
         assert "DECtalk is not installed" in capsys.readouterr().err
@@ -79,11 +79,11 @@ def test_engines_setting_is_checked():
 @needs_dectalk
 def test_dectalk_share_sets_the_mix(tmp_path):
     small = SynthConfig(seed=2, n_positive=40, n_negative_speech=0, n_neighbour=0,
-                        background_files=0, dectalk_share=0.5)
+                        background_files=0, dectalk_share=0.5, engines=("espeak", "dectalk"))
     data = synthesize_dataset("hey jarvis", tmp_path / "half", small, progress=False)
     engines = [c.engine for c in data.select("positive")]
     assert 10 <= engines.count("dectalk") <= 30 and engines.count("espeak") + engines.count("dectalk") == 40
     none = synthesize_dataset("hey jarvis", tmp_path / "none", SynthConfig(
         seed=2, n_positive=10, n_negative_speech=0, n_neighbour=0, background_files=0,
-        dectalk_share=0.0), progress=False)
+        dectalk_share=0.0, engines=("espeak", "dectalk")), progress=False)
     assert {c.engine for c in none.clips} == {"espeak"}

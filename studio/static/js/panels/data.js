@@ -17,6 +17,23 @@ const PROBLEM_TITLES = {
 };
 
 // "Hey Jarvis!" -> "hey_jarvis" (as studio.workspace.slug).
+const ENGINE_NAMES = { espeak: "espeak-ng", dectalk: "DECtalk", pico: "SVOX Pico" };
+const ENGINE_FIXES = { dectalk: "run scripts/install_dectalk.sh", pico: "pip install 'hark[pico]'" };
+
+function listed(words) {
+  return words.length > 1 ? `${words.slice(0, -1).join(", ")} and ${words.at(-1)}` : words[0];
+}
+
+// Which engines synthesis uses here, and how to add the missing ones.
+function enginesText(engines) {
+  const used = `${listed(engines.map((e) => ENGINE_NAMES[e]))} voices say the phrase, ordinary speech ` +
+    "and sound-alike phrases; runs `hark synth`.";
+  const missing = Object.keys(ENGINE_FIXES).filter((e) => !engines.includes(e));
+  if (!missing.length) return used;
+  return `${used} ${listed(missing.map((e) => ENGINE_NAMES[e]))} ${missing.length > 1 ? "are" : "is"} ` +
+    `not installed, so models will generalize worse to unseen voices: ${missing.map((e) => ENGINE_FIXES[e]).join("; ")}.`;
+}
+
 function slug(text) {
   return text.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 64) || "untitled";
 }
@@ -102,10 +119,7 @@ export async function init(section) {
   const overwrite = el("input", { type: "checkbox" });
   const synthJob = jobView("synth", { onUpdate: (job) => onJobChange("synth", job) });
   const synthCard = el("div", { class: "card", "data-card": "synth" }, el("h2", {}, "Synthesize a dataset"),
-    el("p", { class: "muted", "data-role": "engines" }, defaults.engines.includes("dectalk")
-      ? "espeak-ng and DECtalk voices say the phrase, ordinary speech and sound-alike phrases; runs `hark synth`."
-      : "espeak-ng voices say the phrase, ordinary speech and sound-alike phrases; runs `hark synth`. " +
-        "DECtalk is not installed, so models will generalize worse to unseen voices: run scripts/install_dectalk.sh."),
+    el("p", { class: "muted", "data-role": "engines" }, enginesText(defaults.engines)),
     el("div", { class: "row" }, field("Phrase", phrase, "phrase", synthFields), field("Dataset name", name, "name", synthFields)),
     el("div", { class: "row" }, field("Positives", positives, "positives", synthFields),
       field("Negatives", negatives, "negatives", synthFields),

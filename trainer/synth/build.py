@@ -5,7 +5,8 @@ validation and test speakers are never heard in training (not even in babble bac
 use training voices only). Positives are the phrase in many voices, rates, pitches, punctuations
 and warps; each engine's voices are split on their own, and DECtalk and Pico join when
 installed (``trainer/synth/dectalk.py``, ``trainer/synth/pico.py``: more engines are what helps
-most on voices never heard in training; Pico's two voices are training voices only). ``hard_negative/`` gets confusable neighbours, ``negative/`` ordinary sentences and
+most on voices never heard in training; Pico's two voices are training voices only).
+``hard_negative/`` gets confusable neighbours, ``negative/`` ordinary sentences and
 ``background/`` noise, music, hum and babble.
 """
 
@@ -188,24 +189,18 @@ def _phrase_texts(phrase: str, n: int, rng: np.random.Generator) -> list[str]:
     return texts
 
 
-def _dectalk_voices(config: SynthConfig) -> list[str]:
-    if "dectalk" not in config.engines:
+def _engine_voices(config: SynthConfig, engine: str) -> list[str]:
+    """Voices of an optional engine (DECtalk, Pico) if ``config`` uses it; says so when it is missing."""
+    if engine not in config.engines:
         return []
-    voices = dectalk.list_voices()
+    module = {"dectalk": dectalk, "pico": pico}[engine]
+    voices = module.list_voices()
     if not voices:
-        print(f"DECtalk is not installed in {dectalk.install_dir()}: synthesizing with espeak-ng "
-              "alone, which generalizes worse to unseen voices. Fix: scripts/install_dectalk.sh",
-              file=sys.stderr)
-    return voices
-
-
-def _pico_voices(config: SynthConfig) -> list[str]:
-    if "pico" not in config.engines:
-        return []
-    voices = pico.list_voices()
-    if not voices:
-        print("SVOX Pico is not installed: synthesizing without it, which generalizes worse to "
-              "unseen voices. Fix: pip install 'hark[pico]' (needs a C compiler)", file=sys.stderr)
+        where, fix = {"dectalk": (f"DECtalk is not installed in {dectalk.install_dir()}",
+                                  "scripts/install_dectalk.sh"),
+                      "pico": ("SVOX Pico is not installed", "pip install 'hark[pico]' (needs a C compiler)")}[engine]
+        print(f"{where}: synthesizing without it, which generalizes worse to unseen voices. "
+              f"Fix: {fix}", file=sys.stderr)
     return voices
 
 
@@ -263,12 +258,12 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
     voices = split_voices(list_voices(), config.seed, config.val_voice_fraction,
                           config.test_voice_fraction)
     speakers = {split: list(names) for split, names in voices.items()}
-    extra_voices = _dectalk_voices(config)
+    extra_voices = _engine_voices(config, "dectalk")
     if extra_voices:
         for split, names in split_voices(extra_voices, config.seed, config.val_voice_fraction,
                                          config.test_voice_fraction).items():
             speakers[split] += names
-    speakers["train"] += _pico_voices(config)  # two voices: too few to hold any out
+    speakers["train"] += _engine_voices(config, "pico")  # two voices: too few to hold any out
     jobs = _speech_jobs("positive", _phrase_texts(phrase, config.n_positive, rng), speakers,
                         config, rng)
     jobs += _speech_jobs("negative", ordinary_sentences(rng, config.n_negative_speech, phrase),

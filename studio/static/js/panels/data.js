@@ -16,7 +16,6 @@ const PROBLEM_TITLES = {
   manifest: () => "manifest.json could not be read",
 };
 
-// "Hey Jarvis!" -> "hey_jarvis" (as studio.workspace.slug).
 const ENGINE_NAMES = { espeak: "espeak-ng", dectalk: "DECtalk", pico: "SVOX Pico" };
 const ENGINE_FIXES = { dectalk: "run scripts/install_dectalk.sh", pico: "pip install 'hark[pico]'" };
 
@@ -34,6 +33,7 @@ function enginesText(engines) {
     `not installed, so models will generalize worse to unseen voices: ${missing.map((e) => ENGINE_FIXES[e]).join("; ")}.`;
 }
 
+// "Hey Jarvis!" -> "hey_jarvis" (as studio.workspace.slug).
 function slug(text) {
   return text.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 64) || "untitled";
 }

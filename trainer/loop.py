@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from . import distributed, perf
@@ -64,13 +65,18 @@ def _rng_state() -> dict[str, Any]:
 
 
 def save_checkpoint(path: Path, *, model: nn.Module, optimizer, scheduler, epoch: int, step: int,
-                    config: Config, best: dict[str, float], scaler=None) -> None:
+                    config: Config, best: dict[str, float], scaler=None,
+                    ema: AveragedModel | None = None) -> None:
     """Atomic write: a crash mid-save never leaves a half checkpoint behind. ``model`` is the
     plain module (never the DDP or torch.compile wrapper), so keys carry no `module.` or
-    `_orig_mod.` prefix and export and resume read them as they are."""
+    `_orig_mod.` prefix and export and resume read them as they are. With ``ema`` the
+    averaged weights are "model" (what export and distillation read), and the weights being
+    trained are kept apart for resume."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    averaged = {} if ema is None else {"model": ema.module.state_dict(), "ema": ema.state_dict(),
+                                        "train_model": model.state_dict()}
+    torch.save({"model": model.state_dict(), **averaged, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
                 "rng": _rng_state(), "config": config.to_dict(), "best": best,
                 "architecture": config.model.architecture,
@@ -200,10 +206,16 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.train.lr, total_steps=config.train.epochs * steps_per_epoch,
         pct_start=0.15)
+    ema = None
+    if config.train.ema_decay > 0:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.train.ema_decay),
+                            use_buffers=True)
     start_epoch, step = 0, 0
     best = {"val_loss": float("inf"), "epoch": -1}
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(checkpoint.get("train_model", checkpoint["model"]))
+        if ema is not None:
+            ema.load_state_dict(checkpoint["ema"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         start_epoch, step, best = checkpoint["epoch"] + 1, checkpoint["step"], checkpoint["best"]
@@ -250,6 +262,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
                 loss = distiller(logits, loss, batch)
             runtime.backward_step(loss, optimizer)
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step, batches = step + 1, batches + 1
             running += (loss.item() - running) / batches
             if ctx.is_main:
@@ -260,16 +274,19 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
             ctx.barrier()
             continue
         metrics = {"epoch": epoch + 1, "step": step, "train_loss": running,
-                   **validate(model, frontend, val_sampler, VAL_SEED_OFFSET, runtime)}
+                   **validate(model if ema is None else ema.module, frontend, val_sampler,
+                              VAL_SEED_OFFSET, runtime)}
         if metrics["val_loss"] < best["val_loss"]:
             best = {"val_loss": metrics["val_loss"], "epoch": epoch + 1}
             save_checkpoint(run_dir / BEST, model=model, optimizer=optimizer, scheduler=scheduler,
-                            epoch=epoch, step=step, config=config, best=best, scaler=runtime.scaler)
+                            epoch=epoch, step=step, config=config, best=best, scaler=runtime.scaler,
+                            ema=ema)
             plugins.checkpoint_saved(run_dir / BEST, epoch)
         with open(run_dir / METRICS_NAME, "a") as fh:  # before last.pt: resume trims a line it outlived
             fh.write(json.dumps(metrics) + "\n")
         save_checkpoint(run_dir / LAST, model=model, optimizer=optimizer, scheduler=scheduler,
-                        epoch=epoch, step=step, config=config, best=best, scaler=runtime.scaler)
+                        epoch=epoch, step=step, config=config, best=best, scaler=runtime.scaler,
+                        ema=ema)
         plugins.checkpoint_saved(run_dir / LAST, epoch)
         plugins.epoch_end(epoch, metrics)
         if progress:

@@ -12,9 +12,12 @@ import torch
 
 from sentry.detector import Detector
 from sentry.manifest import load_manifest
+from trainer.data import WindowSampler, load_pools, open_dataset
 from trainer.errors import TrainerError
-from trainer.export import FILES, check_parity
-from trainer.loop import BEST, LAST, load_checkpoint, train
+from trainer.export import FILES, check_parity, export_run
+from trainer.features import LogMel
+from trainer.loop import BEST, LAST, VAL_SEED_OFFSET, load_checkpoint, train, validate
+from trainer.plugins import PluginManager
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +50,33 @@ def test_resume_continues_exactly(tiny_dataset, trained_run, tmp_path, make_conf
     assert resumed["step"] == straight["step"]
     for name, tensor in straight["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_weight_average_is_validated_exported_and_resumed_exactly(tiny_dataset, tmp_path, make_config):
+    """train.ema_decay: the averaged weights are "model" (validated, exported), the trained
+    weights are kept beside them, and an interrupted run resumes both bit for bit."""
+    config = make_config(tiny_dataset, **{"train.ema_decay": 0.9, "train.epochs": 2})
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train(config, straight, progress=False)
+    train(config, interrupted, progress=False, stop_after=1)
+    train(config, interrupted, resume=True, progress=False)
+    a, b = load_checkpoint(straight / LAST), load_checkpoint(interrupted / LAST)
+    for key in ("model", "train_model"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    assert any(not torch.equal(a["model"][n], a["train_model"][n]) for n in a["model"])
+
+    model = PluginManager().build_model(config.model)
+    model.load_state_dict(a["model"])
+    sampler = WindowSampler(load_pools(open_dataset(config), "val", config.data.max_positive_s),
+                            config, augment=False)
+    logged = json.loads((straight / "metrics.jsonl").read_text().splitlines()[-1])
+    assert validate(model, LogMel(), sampler, VAL_SEED_OFFSET)["val_loss"] == pytest.approx(
+        logged["val_loss"], rel=1e-5)
+    with pytest.raises(TrainerError, match="train.ema_decay"):
+        make_config(tiny_dataset, **{"train.ema_decay": 1.0})
+    folder, _ = export_run(straight)
+    assert load_manifest(folder).metrics["parity"]["model"]["max_abs_diff"] < 1e-3
 
 
 def test_resume_keeps_the_checkpoint_config_and_says_so(tiny_dataset, tmp_path, caplog, make_config):

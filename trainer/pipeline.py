@@ -36,21 +36,16 @@ def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives
               engines: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Synthesize the dataset (and its eval sets). ``engines`` names the speech engines; None
     means espeak plus DECtalk and Pico where installed, while naming one requires it."""
-    from .synth import dectalk, pico
-    from .synth.build import SynthConfig, synthesize_dataset
+    from .synth.build import SynthConfig, engine_missing, synthesize_dataset
     from .synth.evalsets import synthesize_eval_sets
     settings = SynthConfig(seed=seed)
     if engines is not None:
         settings.engines = tuple(dict.fromkeys(("espeak", *engines)))
-        if "dectalk" in settings.engines and not dectalk.available():
-            raise TrainerError(f"--engine dectalk: DECtalk is not installed in "
-                               f"{dectalk.install_dir()} or does not run here. Fix: "
-                               "scripts/install_dectalk.sh (x86-64 Linux; apt-get install "
-                               "libpulse0 libsndfile1), or leave out --engine dectalk")
-        if "pico" in settings.engines and not pico.available():
-            raise TrainerError("--engine pico: SVOX Pico is not installed. Fix: pip install "
-                               "'hark[pico]' (builds ttspico with a C compiler), or leave out "
-                               "--engine pico")
+        for engine in settings.engines:
+            missing = engine_missing(engine)
+            if missing:
+                raise TrainerError(f"--engine {engine}: {missing[0]}. Fix: {missing[1]}, or "
+                                   f"leave out --engine {engine}")
     for name, value in (("n_positive", positives), ("n_negative_speech", negatives),
                         ("n_neighbour", neighbours)):
         if value is not None:

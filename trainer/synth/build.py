@@ -189,25 +189,31 @@ def _phrase_texts(phrase: str, n: int, rng: np.random.Generator) -> list[str]:
     return texts
 
 
+def engine_missing(engine: str) -> tuple[str, str] | None:
+    """None when ``engine`` runs here; otherwise (what is wrong, how to fix it)."""
+    if engine == "dectalk" and not dectalk.available():
+        return (f"DECtalk is not installed in {dectalk.install_dir()} or does not run here",
+                "scripts/install_dectalk.sh (x86-64 Linux; apt-get install libpulse0 libsndfile1)")
+    if engine == "pico" and not pico.available():
+        return "SVOX Pico is not installed", "pip install 'hark[pico]' (builds ttspico with a C compiler)"
+    return None
+
+
 def _engine_voices(config: SynthConfig, engine: str) -> list[str]:
     """Voices of an optional engine (DECtalk, Pico) if ``config`` uses it; says so when it is missing."""
     if engine not in config.engines:
         return []
-    module = {"dectalk": dectalk, "pico": pico}[engine]
-    voices = module.list_voices()
-    if not voices:
-        where, fix = {"dectalk": (f"DECtalk is not installed in {dectalk.install_dir()}",
-                                  "scripts/install_dectalk.sh"),
-                      "pico": ("SVOX Pico is not installed", "pip install 'hark[pico]' (needs a C compiler)")}[engine]
-        print(f"{where}: synthesizing without it, which generalizes worse to unseen voices. "
-              f"Fix: {fix}", file=sys.stderr)
-    return voices
+    missing = engine_missing(engine)
+    if missing:
+        print(f"{missing[0]}: synthesizing without it, which generalizes worse to unseen voices. "
+              f"Fix: {missing[1]}", file=sys.stderr)
+        return []
+    return {"dectalk": dectalk, "pico": pico}[engine].list_voices()
 
 
 def available_engines(config: SynthConfig | None = None) -> list[str]:
     """The engines of ``config`` (default: the defaults) that synthesis will really use here."""
-    usable = {"espeak": True, "dectalk": dectalk.available(), "pico": pico.available()}
-    return [e for e in (config or SynthConfig()).engines if usable[e]]
+    return [e for e in (config or SynthConfig()).engines if engine_missing(e) is None]
 
 
 def _engine_of(voice: str) -> str:

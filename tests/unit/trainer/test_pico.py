@@ -14,17 +14,8 @@ needs_pico = pytest.mark.skipif(not pico.available(), reason="SVOX Pico not inst
 SMALL = {"n_negative_speech": 0, "n_neighbour": 0, "background_files": 0}
 
 
-def f0(audio: np.ndarray) -> float:
-    """Autocorrelation peak (60-400 Hz) of the loudest 100 ms."""
-    frames = audio[: len(audio) // 1600 * 1600].reshape(-1, 1600)
-    loudest = frames[np.argmax(np.sum(frames ** 2, axis=1))]
-    ac = np.correlate(loudest, loudest, "full")[len(loudest) - 1:]
-    lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 60
-    return SAMPLE_RATE / (lo + np.argmax(ac[lo:hi]))
-
-
 @needs_pico
-def test_voices_speak_with_pitch_and_rate_from_the_generator(monkeypatch):
+def test_voices_speak_with_pitch_and_rate_from_the_generator(monkeypatch, f0):
     assert pico.list_voices() == ["pico:en-US", "pico:en-GB"]
     for voice in pico.list_voices():
         audio = pico.synthesize("hey jarvis", voice, np.random.default_rng(0))

@@ -154,6 +154,8 @@ def test_a_second_miner_on_the_same_session_is_refused(job, tmp_path):
             time.sleep(POLL_S)
         if first.poll() is not None:
             pytest.fail("the first run ended before the second could start")
+        # Frozen, the first run keeps its lock however long the second takes to start.
+        first.send_signal(signal.SIGSTOP)
         second = subprocess.run(_cmd(session, "--resume"), capture_output=True, text=True,
                                 timeout=RUN_TIMEOUT_S, check=False)
         assert second.returncode == 1 and "another `hark mine`" in second.stderr

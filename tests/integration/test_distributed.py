@@ -49,8 +49,9 @@ def test_two_gloo_processes_keep_identical_weights(tiny_dataset, tmp_path):
     assert "head.weight" in moved and len(moved) > len(final0) // 2
 
     # Only rank 0 wrote the run, and its checkpoint is the shared state with plain keys.
-    saved = load_checkpoint(run / LAST)["model"]
-    assert not any(key.startswith(("module.", "_orig_mod.")) for key in saved)
+    checkpoint = load_checkpoint(run / LAST)
+    saved = checkpoint.get("train_model", checkpoint["model"])  # "model": the weight average
+    assert not any(key.startswith(("module.", "_orig_mod.")) for key in checkpoint["model"])
     for name in final0:
         assert torch.equal(saved[name], final0[name]), name
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1

@@ -16,7 +16,7 @@ from trainer.data import WindowSampler, load_pools, open_dataset
 from trainer.errors import TrainerError
 from trainer.export import FILES, check_parity, export_run
 from trainer.features import LogMel
-from trainer.loop import BEST, LAST, VAL_SEED_OFFSET, load_checkpoint, train, validate
+from trainer.loop import BEST, LAST, VAL_SEED_OFFSET, ema_decay, load_checkpoint, train, validate
 from trainer.plugins import PluginManager
 
 pytestmark = pytest.mark.integration
@@ -50,6 +50,12 @@ def test_resume_continues_exactly(tiny_dataset, trained_run, tmp_path, make_conf
     assert resumed["step"] == straight["step"]
     for name, tensor in straight["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_weight_average_spans_at_most_a_fifth_of_a_short_run():
+    assert ema_decay(0.995, 1200) == 0.995  # the default job: 16 epochs of 75 steps
+    assert ema_decay(0.995, 10) == pytest.approx(0.5)
+    assert ema_decay(0.995, 3) == 0.0  # the latest weights
 
 
 def test_weight_average_is_validated_exported_and_resumed_exactly(tiny_dataset, tmp_path, make_config):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,11 @@ PAUSED_EXIT = 75
 """`hark mine` exits with this after pausing on a signal (EX_TEMPFAIL): resumable."""
 
 RUNNING_STATES = ("running", "stopping")
+_STOPPABLE = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+              "signal.signal(signal.SIGTERM, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])")
+"""Runs a job's argv with SIGINT and SIGTERM at their defaults: a studio started in the
+background of a script (`hark studio &`) inherits them ignored, and a job that ignores them
+could only be killed, not stopped with its checkpoint saved. exec keeps the pid."""
 # tqdm's bar: " 45%|####      | 45/100 [00:10<00:12, 4.5it/s]" (carriage-return separated),
 # also with a unit after the counts, as `hark mine`'s " 4%|▍ | 0.08/2.00 h audio [00:00<00:05, ...]"
 _TQDM = re.compile(r"(\d+)%\|[^|]*\|\s*([\d.]+[kMG]?)/([\d.]+[kMG]?)[^\[\r\n]*\[([\d:]+)<([\d:?]+)")
@@ -162,11 +168,15 @@ class JobManager:
                                   "wait for it to finish", status=CONFLICT, code="busy")
             job = Job(id=uuid.uuid4().hex[:12], kind=kind, argv=list(map(str, argv)), title=title,
                       meta=dict(meta or {}))
+            if shutil.which(job.argv[0]) is None:  # the wrapper's exec would fail in the child
+                raise StudioError(f"could not start {kind}: {job.argv[0]} is not an executable",
+                                  code="start_failed")
             log = open(self.log_path(job.id), "wb")  # noqa: SIM115 - owned by the child
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "HARK_STUDIO_JOB": job.id}
             try:
-                proc = subprocess.Popen(job.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                proc = subprocess.Popen([sys.executable, "-c", _STOPPABLE, *job.argv], cwd=self.cwd,
+                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=env, start_new_session=True)
             except OSError as exc:
                 log.close()
                 raise StudioError(f"could not start {kind}: {exc}", code="start_failed") from exc

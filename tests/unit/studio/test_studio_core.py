@@ -4,6 +4,7 @@ file browser, JSON errors and the token."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -83,6 +84,33 @@ def test_a_job_runs_logs_and_allows_one_per_kind(tmp_path):
 
     reloaded = JobManager(tmp_path / "state", cwd=tmp_path)  # a restarted studio sees the history
     assert reloaded.current("sleep").state == "stopped" and reloaded.current("sleep").meta == {"run": "r1"}
+
+
+def test_a_job_stops_even_when_the_studio_was_started_ignoring_sigint(tmp_path):
+    # A studio launched in a script's background (`hark studio &`) inherits SIGINT ignored;
+    # its jobs must still take the stop signal and save, not run on until SIGKILL.
+    manager = JobManager(tmp_path / "state", cwd=tmp_path)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        job = manager.start("sleep", [sys.executable, "-c", "import time; print('up', flush=True); "
+                                      "time.sleep(60)"], title="sleeper")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    deadline = time.monotonic() + WAIT_S
+    while "up" not in manager.log_tail(job.id):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    manager.stop("sleep")
+    stopped = _wait(manager, "sleep")
+    assert stopped.state == "stopped" and stopped.returncode == -signal.SIGINT
+    assert time.monotonic() < deadline  # the signal, not the SIGKILL after the grace
+
+
+def test_a_job_whose_program_does_not_exist_is_refused(tmp_path):
+    manager = JobManager(tmp_path / "state", cwd=tmp_path)
+    with pytest.raises(StudioError) as refused:
+        manager.start("x", ["/no/such/program", "--flag"], title="missing")
+    assert refused.value.code == "start_failed" and manager.current("x") is None
 
 
 def test_a_failing_job_and_one_left_running_by_a_dead_studio(tmp_path):

@@ -144,26 +144,28 @@ def evaluate_system(system: System, positive: np.ndarray, regions: list[dict],
 
 def cascade(sentry_scores_pos: np.ndarray, sentry_scores_neg: np.ndarray, positive: np.ndarray,
             negative: np.ndarray, regions: list[dict], sentry: System, judge_dir: Path,
-            sentry_threshold: float | None = None) -> dict:
+            sentry_threshold: float | None = None, judge_threshold: float | None = None) -> dict:
     """Sentry at its shipped trigger (or ``sentry_threshold``: a cascade's sentry is meant to
-    be set for recall), each detection's clip verified by the judge's model at its threshold."""
+    be set for recall), each detection's clip verified by the judge's model at its shipped
+    threshold (or ``judge_threshold``)."""
     from judge.verifier import Verifier
     from trainer.cascade import cut_clip
 
     verifier = Verifier(judge_dir)
+    judge_threshold = verifier.threshold if judge_threshold is None else judge_threshold
     threshold = sentry.default_threshold if sentry_threshold is None else sentry_threshold
     settings = TriggerSettings(threshold, sentry.smoothing_hops, REFRACTORY_S)
     started = time.process_time()
     kept_pos = [t for t in detect(sentry_scores_pos, settings)
-                if verifier.score(cut_clip(positive, t)) >= verifier.threshold]
+                if verifier.score(cut_clip(positive, t)) >= judge_threshold]
     kept_neg = [t for t in detect(sentry_scores_neg, settings)
-                if verifier.score(cut_clip(negative, t)) >= verifier.threshold]
+                if verifier.score(cut_clip(negative, t)) >= judge_threshold]
     judge_cpu = time.process_time() - started
     hits, _ = match_detections(np.array(kept_pos), [(r["start_s"], r["end_s"]) for r in regions],
                                DEFAULT_TOLERANCE_S)
     hours = negative.size / benchset.SAMPLE_RATE / SECONDS_PER_HOUR
     return {"system": "Hark cascade", "word": sentry.word, "judge": str(judge_dir),
-            "sentry_threshold": threshold, "judge_threshold": verifier.threshold,
+            "sentry_threshold": threshold, "judge_threshold": judge_threshold,
             "at_default": {"frr": 1.0 - hits / len(regions), "fa_per_hour": len(kept_neg) / hours,
                            "false_accepts": len(kept_neg)},
             "judge_cpu_s": judge_cpu}
@@ -289,6 +291,9 @@ def main() -> None:
                         help="judge model for the cascade row of a word (optional)")
     parser.add_argument("--cascade-sentry-threshold", type=float, default=None,
                         help="sentry threshold in the cascade row (default: the sentry's shipped one)")
+    parser.add_argument("--cascade-judge-threshold", type=float, default=None,
+                        help="judge threshold in the cascade row (default: the judge's shipped one); "
+                             "choose it on training-side data, never on this benchmark")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     args = parser.parse_args()
     args.audio = args.audio or args.out / "audio"
@@ -327,7 +332,8 @@ def main() -> None:
             results.append(result)
             if system.name == "Hark sentry" and word in judges:
                 results.append(cascade(pos_scores, neg_scores, positive, negative, regions,
-                                       system, judges[word][0][1], args.cascade_sentry_threshold))
+                                       system, judges[word][0][1], args.cascade_sentry_threshold,
+                                       args.cascade_judge_threshold))
     print_table(results)
     print_conditions(results)
     for line in skipped:

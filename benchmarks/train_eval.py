@@ -14,8 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from trainer.config import load_config
-from trainer.dataset import read_manifest
+from trainer.config import load_training_config
 from trainer.export import export_run
 from trainer.loop import LAST, train
 from trainer.pipeline import evaluate_and_report
@@ -31,9 +30,7 @@ def main() -> None:
     data = Path(overrides.pop("_data"))
     run = args.runs / args.name
     began = time.monotonic()
-    phrase = read_manifest(data).get("phrase")  # the dataset decides the word, as in `hark train`
-    config = load_config(None, {"data.dataset": str(data), **({"wake_word": phrase} if phrase else {}),
-                                **overrides})
+    config = load_training_config(None, {"data.dataset": str(data), **overrides})
     train(config, run, progress=False, resume=(run / LAST).exists())
     model_dir, manifest = export_run(run)
     evaluate_and_report(model_dir, data / "eval", progress=False)

@@ -71,7 +71,7 @@ def train(config_path, dataset, run_dir: Path, epochs, resume: bool, use_compile
     """Train the sentry model on a dataset folder.
 
     Data-parallel on N processes: `torchrun --nproc_per_node N -m trainer.cli train ...`."""
-    from .config import load_config
+    from .config import load_training_config
     from .loop import train as run_training
     overrides = {}
     if dataset:
@@ -82,13 +82,7 @@ def train(config_path, dataset, run_dir: Path, epochs, resume: bool, use_compile
                        ("precision", precision), ("device", device)):
         if value is not None:
             overrides[f"train.{key}"] = value
-    config = load_config(config_path, overrides)
-    # The dataset decides what the model detects: a synthesized dataset names its phrase.
-    from .dataset import read_manifest
-    phrase = read_manifest(Path(config.data.dataset)).get("phrase") if Path(config.data.dataset).is_dir() else None
-    if phrase and phrase != config.wake_word:
-        logging.getLogger(__name__).info("wake word '%s' (from the dataset's manifest)", phrase)
-        config = load_config(config_path, {**overrides, "wake_word": phrase})
+    config = load_training_config(config_path, overrides)
     result = run_training(config, run_dir, resume=resume)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun the summary comes once, from rank 0

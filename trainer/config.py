@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tomllib
 import types
 import typing
@@ -419,6 +420,20 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
             node = node.setdefault(part, {})
         node[leaf] = value
     return config_from_dict(data, source, check=check)
+
+
+def load_training_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """load_config for a training: the dataset decides what the model detects, so a dataset
+    whose manifest names a phrase sets ``wake_word`` (`hark train`, benchmarks/train_eval.py)."""
+    from .dataset import read_manifest
+
+    config = load_config(path, overrides)
+    dataset = Path(config.data.dataset)
+    phrase = read_manifest(dataset).get("phrase") if dataset.is_dir() else None
+    if not phrase or phrase == config.wake_word:
+        return config
+    logging.getLogger(__name__).info("wake word '%s' (from the dataset's manifest)", phrase)
+    return load_config(path, {**(overrides or {}), "wake_word": phrase})
 
 
 def save_config(config: Config, path: Path) -> None:

@@ -44,6 +44,10 @@ HUM_NOISE_DB = -30.0
 """Level of the broadband floor under hum, relative to the hum."""
 
 
+COLOURED_CHUNK = 1 << 22
+"""Samples coloured by one FFT (262 s at 16 kHz, a power of two: fast)."""
+
+
 def _scale(audio: np.ndarray) -> np.ndarray:
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if len(audio) else 0.0
     if rms < 1e-12:
@@ -56,7 +60,15 @@ def _scale(audio: np.ndarray) -> np.ndarray:
 
 
 def _coloured(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
-    """Gaussian noise with power spectrum ~ 1/f**exponent (0 white, 1 pink, 2 brown)."""
+    """Gaussian noise with power spectrum ~ 1/f**exponent (0 white, 1 pink, 2 brown).
+
+    Longer than COLOURED_CHUNK samples, it is coloured chunk by chunk: one FFT over an hour
+    of audio took minutes and 8 GB (an arbitrary length has large prime factors), ten hours
+    would not fit in memory. Below 4 Hz the chunks are independent, which no model hears.
+    """
+    if n > COLOURED_CHUNK:
+        chunks = [_coloured(COLOURED_CHUNK, rng, exponent) for _ in range(-(-n // COLOURED_CHUNK))]
+        return np.concatenate(chunks)[:n]
     spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
     freqs[0] = freqs[1] if n > 1 else 1.0  # no infinite DC gain

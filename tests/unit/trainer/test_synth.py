@@ -9,6 +9,7 @@ from scipy.signal import lfilter
 from sentry.constants import SAMPLE_RATE
 from trainer.errors import TrainerError
 from trainer.synth.espeak import list_voices, synthesize
+from trainer.synth import noise
 from trainer.synth.noise import BACKGROUND_KINDS, make_background
 from trainer.synth.text import (contains_phrase, normalise_phrase, ordinary_sentences,
                                 phonetic_neighbours)
@@ -191,3 +192,13 @@ def test_babble_is_speech_like_and_noise_colours_differ():
     assert band_db(white, 4000, 8000) > band_db(pink, 4000, 8000) > band_db(brown, 4000, 8000)
     with pytest.raises(TrainerError, match="unknown background"):
         make_background("jazz", 1.0, np.random.default_rng(0))
+
+
+def test_noise_longer_than_one_fft_chunk_keeps_its_length_level_and_colour(monkeypatch):
+    # Long eval-stream floors are coloured chunk by chunk; a small chunk makes that cheap here.
+    whole = make_background("pink", 3.0, np.random.default_rng(0))
+    monkeypatch.setattr(noise, "COLOURED_CHUNK", 4096)
+    pink = make_background("pink", 3.0, np.random.default_rng(0))
+    assert len(pink) == 3 * SAMPLE_RATE
+    assert 20 * np.log10(np.sqrt(np.mean(pink ** 2))) == pytest.approx(-20.0, abs=0.1)
+    assert band_db(pink, 4000, 8000) == pytest.approx(band_db(whole, 4000, 8000), abs=1.5)

@@ -105,6 +105,28 @@ def export(run_dir: Path, out) -> None:
                f"{sizes['model'] / 1024:.0f} KB, {int8}")
 
 
+@main.command()
+@click.argument("model_dirs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write the ensemble to (an exported folder like any other).")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0),
+              help="The ensemble's threshold. Default: the mean of the members'; "
+                   "`hark eval OUT --eval-root ...` then picks one on your eval set.")
+@_fail_cleanly
+def ensemble(model_dirs: tuple[Path, ...], out: Path, threshold) -> None:
+    """Average exported models of one wake word (say, trainings with other seeds) into one.
+
+    The result serves anywhere a model does: `hark-judge serve --model OUT` (the usual use:
+    a judge that errs less on new voices than any one member), `hark eval`, the sentry."""
+    from .ensemble import build_ensemble
+    folder, manifest = build_ensemble(model_dirs, out, threshold=threshold)
+    size = manifest.metrics["size_bytes"]["model"]
+    click.echo(f"ensemble of {len(model_dirs)} models written to {folder}: "
+               f"{manifest.parameters} parameters, model.onnx {size / 1024:.0f} KB, "
+               f"threshold {manifest.threshold:.3f}")
+
+
 @main.command(name="eval")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--eval-root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,

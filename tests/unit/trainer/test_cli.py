@@ -3,7 +3,7 @@ from click.testing import CliRunner
 
 from trainer.cli import main
 
-COMMANDS = ["synth", "train", "export", "eval", "run", "plugins", "cascade"]
+COMMANDS = ["synth", "train", "export", "ensemble", "eval", "run", "plugins", "cascade"]
 
 
 @pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS])

@@ -4,8 +4,12 @@ runs them, and WAV decoding.
 A clip sent by a sentry holds pre-roll (>= 0.5 s before the sentry fired), the wake word
 and POST_ROLL_HOPS hops after, and ends on the sentry's 80 ms hop grid
 (sentry.judge_client.clip_span). The verifier scores the 1.5 s windows that end at the
-clip's end and at each hop before it, back SCORED_TAIL_HOPS hops, and takes the highest
-probability: the score of the best-aligned window.
+clip's end and at each hop before it, back SCORED_TAIL_HOPS hops, averages each run of
+the manifest's smoothing_hops consecutive windows, as the sentry's trigger smooths its
+scores, and takes the highest average. An isolated spike on one window is how most false
+accepts look; a wake word holds its score over several hops. On the cascade evaluation
+(benchmarks/RESULTS.md) the smoothed score rejected more false accepts at the same FRR
+than the single best window.
 
 Which windows, and why only those: the windows that lie wholly inside the clip and end
 in its last SCORED_TAIL_SECONDS (0.96 s). A sentry's 2.24 s clip holds 10 whole windows,
@@ -158,6 +162,14 @@ def window_ends(n_samples: int) -> np.ndarray:
     return n_samples - STEP_SAMPLES * np.arange(count - 1, -1, -1, dtype=np.int64)
 
 
+def best_smoothed(prob: np.ndarray, hops: int) -> float:
+    """Highest mean of `hops` consecutive window probabilities, oldest first (the mean of
+    all of them when there are fewer): the sentry's trigger compares the same moving
+    average of its hop scores with its threshold."""
+    k = min(max(int(hops), 1), prob.size)
+    return float(np.convolve(prob, np.full(k, 1.0 / k), mode="valid").max())
+
+
 class _ClipScorer(Detector):
     """The sentry's detector, scoring chosen windows of a clip whose end is on the hop grid.
 
@@ -255,8 +267,9 @@ class Verifier:
         return ends, prob
 
     def score(self, pcm: np.ndarray) -> float:
-        """Highest window probability (0..1) over a float32 16 kHz mono clip."""
-        return float(self.window_scores(pcm)[1].max())
+        """The clip's score (0..1) for a float32 16 kHz mono clip: best_smoothed of its
+        window probabilities over the manifest's smoothing_hops."""
+        return best_smoothed(self.window_scores(pcm)[1], self.manifest.smoothing_hops)
 
     def describe(self) -> dict[str, Any]:
         """What /v1/models says about this model."""

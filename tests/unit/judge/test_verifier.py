@@ -8,7 +8,7 @@ import pytest
 from judge.auth import authorize, check_keys, read_keys
 from judge.errors import JudgeError
 from judge.verifier import (SCORED_TAIL_HOPS, STEP_SAMPLES, WINDOW_SPAN_SAMPLES, Verifier,
-                            window_ends)
+                            best_smoothed, window_ends)
 from sentry.constants import CLIP_SAMPLES, HOP_SAMPLES, SAMPLE_RATE
 from sentry.detector import Detector
 from sentry.judge_client import clip_span
@@ -77,7 +77,18 @@ def test_window_scores_match_the_clip_graph_on_the_same_windows(judge_model, jud
         np.testing.assert_allclose(scores, clip_scores(0), atol=1e-4)
         if seconds == 2.24:
             assert np.abs(scores - clip_scores(-FRAME_HALF)).max() > 1e-3
-        assert verifier.score(pcm) == pytest.approx(float(scores.max()), abs=1e-7)
+        k = min(verifier.manifest.smoothing_hops, scores.size)
+        smoothed = [scores[i:i + k].mean() for i in range(scores.size - k + 1)]
+        assert verifier.score(pcm) == pytest.approx(float(max(smoothed)), abs=1e-6)
+
+
+def test_the_score_is_the_best_run_of_smoothing_hops_windows_not_a_lone_spike():
+    spike = np.array([0.1, 0.1, 0.95, 0.1, 0.1, 0.1])
+    held = np.array([0.1, 0.7, 0.75, 0.8, 0.1, 0.1])
+    assert best_smoothed(spike, 3) == pytest.approx(0.3833333)
+    assert best_smoothed(held, 3) == pytest.approx(0.75)
+    assert best_smoothed(spike, 1) == pytest.approx(0.95)
+    assert best_smoothed(np.array([0.9, 0.5]), 3) == pytest.approx(0.7)  # fewer windows: all
 
 
 def test_a_short_clip_is_preceded_by_silence_as_a_stream_start_is(judge_model, judge_spec):

@@ -57,6 +57,8 @@ def synth(phrase: str, out: Path, positives, negatives, neighbours, with_eval: b
 @click.option("--dataset", type=click.Path(file_okay=False, path_type=Path), help="Overrides data.dataset.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--epochs", type=int, help="Overrides train.epochs.")
+@click.option("--seed", type=int, help="Overrides train.seed (another seed, another model: see "
+                                      "`hark ensemble`).")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--compile/--no-compile", "use_compile", default=None,
               help="Overrides train.use_compile (torch.compile; needs a C++ compiler on CPU).")
@@ -66,7 +68,7 @@ def synth(phrase: str, out: Path, positives, negatives, neighbours, with_eval: b
               help="Overrides train.precision (bf16: CPU or GPU autocast; fp16: CUDA only).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Overrides train.device.")
 @_fail_cleanly
-def train(config_path, dataset, run_dir: Path, epochs, resume: bool, use_compile, grad_checkpointing,
+def train(config_path, dataset, run_dir: Path, epochs, seed, resume: bool, use_compile, grad_checkpointing,
           precision, device) -> None:
     """Train the sentry model on a dataset folder.
 
@@ -78,6 +80,8 @@ def train(config_path, dataset, run_dir: Path, epochs, resume: bool, use_compile
         overrides["data.dataset"] = str(dataset)
     if epochs:
         overrides["train.epochs"] = epochs
+    if seed is not None:
+        overrides["train.seed"] = seed
     for key, value in (("use_compile", use_compile), ("gradient_checkpointing", grad_checkpointing),
                        ("precision", precision), ("device", device)):
         if value is not None:

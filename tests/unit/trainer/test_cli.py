@@ -70,6 +70,7 @@ def test_train_takes_the_wake_word_from_the_dataset_manifest(tmp_path, monkeypat
 
     def fake_training(config, run_dir, resume=False):  # records the resolved config only
         seen["wake_word"] = config.wake_word
+        seen["seed"] = config.train.seed
         raise trainer.loop.TrainerError("stop here")
 
     monkeypatch.setattr(trainer.loop, "train", fake_training)
@@ -79,6 +80,9 @@ def test_train_takes_the_wake_word_from_the_dataset_manifest(tmp_path, monkeypat
     result = CliRunner().invoke(main, ["train", "--dataset", str(data), "--run-dir", str(tmp_path / "r")])
     assert result.exit_code == 1 and "stop here" in result.output
     assert seen["wake_word"] == "ok computer"
+    result = CliRunner().invoke(main, ["train", "--dataset", str(data), "--run-dir", str(tmp_path / "r"),
+                                       "--seed", "7"])
+    assert result.exit_code == 1 and seen["seed"] == 7
 
 
 def test_a_split_without_positives_is_named(tmp_path):

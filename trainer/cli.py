@@ -51,6 +51,25 @@ def synth(phrase: str, out: Path, positives, negatives, neighbours, with_eval: b
               engines=engines or None)
 
 
+@main.command(name="synth-stream")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="WAV file to write (16 kHz mono).")
+@click.option("--minutes", type=click.FloatRange(min=0.5), default=600.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_fail_cleanly
+def synth_stream(dataset: Path, out: Path, minutes: float, seed: int) -> None:
+    """A long negative stream in DATASET's training voices, to mine false accepts from.
+
+    Then `hark mine night.json --model SENTRY OUT --threshold 0.3 --dataset DATASET` and
+    `hark queue confirm night.json all`: the next trainings (a judge's members) learn what
+    the sentry confuses with the wake word. Never the phrase; never an eval voice."""
+    from .synth.evalsets import synthesize_training_stream
+    info = synthesize_training_stream(dataset, out, minutes=minutes, seed=seed)
+    click.echo(f"wrote {out}: {info['negative_stream_seconds'] / 3600:.2f} h, segments "
+               f"{info['segments']}")
+
+
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML or YAML config; unset keys keep their defaults.")

@@ -179,3 +179,26 @@ def synthesize_eval_sets(
     summary = {"phrase": phrase, "seed": seed, "babble_voices": test_voices, "sets": sets}
     (root / "manifest.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
+
+
+def synthesize_training_stream(dataset: str | Path, out_wav: str | Path, *, minutes: float = 600.0,
+                               seed: int = 0, progress: bool = True) -> dict:
+    """A long negative stream (as the eval streams: sentences, confusable phrases, noise;
+    never the phrase) spoken by the dataset's *training-split* espeak voices, to mine the
+    sentry's false accepts from (`hark mine`) for the next training, usually a judge's.
+
+    Training voices only, so mined clips teach nothing about the eval sets' voices and the
+    eval numbers stay honest. Returns the stream's duration and segment counts.
+    """
+    dataset = Path(dataset).expanduser().resolve()
+    manifest = read_manifest(dataset)
+    voices = list(manifest.get("voice_splits", {}).get("train", []))
+    if not voices:
+        raise TrainerError(f"{dataset / 'manifest.json'} lists no training-split espeak voices; "
+                           f"make the dataset with `hark synth` first")
+    if minutes <= 0:
+        raise TrainerError(f"minutes must be positive, got {minutes}")
+    out_wav = Path(out_wav)
+    out_wav.parent.mkdir(parents=True, exist_ok=True)
+    return _stream(out_wav, manifest["phrase"], voices, voices, _espeak_speaker, minutes,
+                   np.random.default_rng(seed), progress)

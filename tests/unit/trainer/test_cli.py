@@ -3,7 +3,7 @@ from click.testing import CliRunner
 
 from trainer.cli import main
 
-COMMANDS = ["synth", "train", "export", "ensemble", "eval", "run", "plugins", "cascade"]
+COMMANDS = ["synth", "synth-stream", "train", "export", "ensemble", "eval", "run", "plugins", "cascade"]
 
 
 @pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS])
@@ -96,3 +96,24 @@ def test_a_split_without_positives_is_named(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "no usable positive clips in the 'val' split" in result.output or \
         "no usable positive clips in the 'train' split" in result.output
+
+
+def test_synth_stream_speaks_a_negative_stream_in_the_training_voices(tmp_path):
+    import json
+
+    import soundfile as sf
+
+    data = tmp_path / "d"
+    data.mkdir()
+    manifest = {"format": 1, "phrase": "ok computer", "clips": [], "voice_splits": {"train": ["en+m1"]}}
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "s" / "stream.wav"
+    result = CliRunner().invoke(main, ["synth-stream", str(data), "--out", str(out), "--minutes", "0.5"])
+    assert result.exit_code == 0, result.output
+    info = sf.info(out)
+    assert info.samplerate == 16000 and 30.0 <= info.duration < 40.0
+    assert "sentence" in result.output
+
+    (data / "manifest.json").write_text(json.dumps({**manifest, "voice_splits": {}}))
+    result = CliRunner().invoke(main, ["synth-stream", str(data), "--out", str(out), "--minutes", "0.5"])
+    assert result.exit_code == 1 and "no training-split" in result.output and "Traceback" not in result.output

@@ -135,6 +135,15 @@ def _stream(path: Path, phrase: str, voices: list[str], babble_voices: list[str]
     return {"negative_stream_seconds": round(len(stream) / SAMPLE_RATE, 2), "segments": dict(counts)}
 
 
+def _split_voices(dataset: Path, split: str, phrase: str) -> list[str]:
+    """The espeak voices of one split of the dataset in `dataset`, from its manifest."""
+    voices = list(read_manifest(dataset).get("voice_splits", {}).get(split, []))
+    if not voices:
+        raise TrainerError(f"{dataset / 'manifest.json'} lists no {split}-split espeak voices. Fix: "
+                           f"run `hark synth \"{phrase}\" --out {dataset}` first")
+    return voices
+
+
 def synthesize_eval_sets(
     phrase: str,
     out: str | Path,
@@ -156,11 +165,7 @@ def synthesize_eval_sets(
     """
     phrase = normalise_phrase(phrase)
     out = Path(out).expanduser().resolve()
-    manifest = read_manifest(out)
-    test_voices = list(manifest.get("voice_splits", {}).get("test", []))
-    if not test_voices:
-        raise TrainerError(f"{out / 'manifest.json'} lists no test-split espeak voices. Fix: run "
-                           f"`hark synth \"{phrase}\" --out {out}` first")
+    test_voices = _split_voices(out, "test", phrase)
     heldout_voices = list_heldout_voices()
     rng = np.random.default_rng(seed)
     root = out / EVAL_DIR
@@ -191,14 +196,11 @@ def synthesize_training_stream(dataset: str | Path, out_wav: str | Path, *, minu
     eval numbers stay honest. Returns the stream's duration and segment counts.
     """
     dataset = Path(dataset).expanduser().resolve()
-    manifest = read_manifest(dataset)
-    voices = list(manifest.get("voice_splits", {}).get("train", []))
-    if not voices:
-        raise TrainerError(f"{dataset / 'manifest.json'} lists no training-split espeak voices; "
-                           f"make the dataset with `hark synth` first")
+    phrase = read_manifest(dataset)["phrase"]
+    voices = _split_voices(dataset, "train", phrase)
     if minutes <= 0:
         raise TrainerError(f"minutes must be positive, got {minutes}")
     out_wav = Path(out_wav)
     out_wav.parent.mkdir(parents=True, exist_ok=True)
-    return _stream(out_wav, manifest["phrase"], voices, voices, _espeak_speaker, minutes,
+    return _stream(out_wav, phrase, voices, voices, _espeak_speaker, minutes,
                    np.random.default_rng(seed), progress)

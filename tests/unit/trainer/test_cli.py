@@ -116,4 +116,4 @@ def test_synth_stream_speaks_a_negative_stream_in_the_training_voices(tmp_path):
 
     (data / "manifest.json").write_text(json.dumps({**manifest, "voice_splits": {}}))
     result = CliRunner().invoke(main, ["synth-stream", str(data), "--out", str(out), "--minutes", "0.5"])
-    assert result.exit_code == 1 and "no training-split" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 1 and "no train-split" in result.output and "Traceback" not in result.output

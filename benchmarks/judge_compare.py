@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from judge.verifier import Verifier, best_smoothed
+from sentry.constants import SAMPLE_RATE
 from sentry.detector import Detector
 from trainer.audio import load_audio
 from trainer.cascade import cut_clip
-from trainer.evaluate import (DEFAULT_TOLERANCE_S, build_positive_stream, find_eval_sets,
+from trainer.evaluate import (DEFAULT_TOLERANCE_S, NEGATIVE_STREAM, POSITIVE_DIR,
+                              SECONDS_PER_HOUR, build_positive_stream, find_eval_sets,
                               match_detections)
 
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.01), 2)
@@ -63,10 +65,10 @@ def main() -> None:
     detector = Detector(args.sentry, threshold=args.sentry_threshold)
     results: dict[str, dict] = {}
     for folder in find_eval_sets(args.eval_root):
-        positives = [load_audio(p) for p in sorted((folder / "positive").glob("*.wav"))]
+        positives = [load_audio(p) for p in sorted((folder / POSITIVE_DIR).glob("*.wav"))]
         stream, regions = build_positive_stream(positives, np.random.default_rng(0))
-        negative = load_audio(folder / "negative_stream.wav")
-        hours = negative.size / 16000 / 3600
+        negative = load_audio(folder / NEGATIVE_STREAM)
+        hours = negative.size / SAMPLE_RATE / SECONDS_PER_HOUR
         pos_t = np.array([d.time_s for d in detector.detect_pcm(stream)])
         neg_t = np.array([d.time_s for d in detector.detect_pcm(negative)])
         windows = {name: ([v.window_scores(cut_clip(stream, t))[1] for t in pos_t],

@@ -49,6 +49,7 @@ from sentry.constants import (CLIP_SAMPLES, FRAME_SAMPLES, HOP_FRAMES, HOP_SAMPL
 from sentry.detector import Detector, _hop_inputs, _windows
 from sentry.errors import SentryError
 from sentry.manifest import Manifest, load_manifest
+from sentry.postprocess import smooth
 
 from .errors import JudgeError
 
@@ -167,7 +168,7 @@ def best_smoothed(prob: np.ndarray, hops: int) -> float:
     all of them when there are fewer): the sentry's trigger compares the same moving
     average of its hop scores with its threshold."""
     k = min(max(int(hops), 1), prob.size)
-    return float(np.convolve(prob, np.full(k, 1.0 / k), mode="valid").max())
+    return float(smooth(prob, k)[k - 1:].max())  # the averages over k whole windows
 
 
 class _ClipScorer(Detector):

@@ -29,14 +29,13 @@ from typing import Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import compose, helper
 
 from sentry.errors import SentryError
 from sentry.manifest import Manifest, load_manifest
 
 from .errors import TrainerError
-from .export import FILES, FP32_TOLERANCE, check_parity
+from .export import FILES, FP32_TOLERANCE, check_parity, cpu_session
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +47,6 @@ FEATURES_TOLERANCE = 1e-4
 """Max |difference| between members' log-mel frames on the same audio."""
 PARITY_ROWS = 64
 INPUT, OUTPUT = "features", "prob"
-
-
-def _session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    source = str(model) if isinstance(model, Path) else model.SerializeToString()
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def _load_members(member_dirs: Sequence[Path]) -> list[Manifest]:
@@ -95,7 +87,7 @@ def _check_same_features(member_dirs: Sequence[Path], manifests: Sequence[Manife
     for folder, manifest in zip(member_dirs, manifests):
         path = folder / manifest.files["features"]
         try:
-            session = _session(path)
+            session = cpu_session(path)
             frames = session.run(None, {session.get_inputs()[0].name: pcm})[0]
         except Exception as exc:  # onnxruntime's errors share no useful base class
             raise TrainerError(f"{path}: cannot run it as a features graph ({exc}); "
@@ -159,10 +151,10 @@ def build_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *,
     rng = np.random.default_rng(1)
     feats = rng.normal(0.0, 1.0, (PARITY_ROWS, first.window_frames, first.n_mels))
     feats = (feats + rng.normal(0.0, 3.0, (PARITY_ROWS, 1, 1))).astype(np.float32)
-    expected = np.mean([_session(d / m.files["model"]).run(None, {INPUT: feats})[0]
+    expected = np.mean([cpu_session(d / m.files["model"]).run(None, {INPUT: feats})[0]
                         for d, m in zip(member_dirs, manifests)], axis=0)
     parity = check_parity("ensemble model.onnx", expected,
-                          _session(merged).run(None, {INPUT: feats})[0], FP32_TOLERANCE)
+                          cpu_session(merged).run(None, {INPUT: feats})[0], FP32_TOLERANCE)
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"features": FILES["features"], "model": FILES["model"]}

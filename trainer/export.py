@@ -102,10 +102,12 @@ def strip_metadata(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _session(path: Path) -> ort.InferenceSession:
+def cpu_session(model: Path | onnx.ModelProto) -> ort.InferenceSession:
+    """A one-thread CPU onnxruntime session on a graph file or an in-memory graph."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 class _Calibration(CalibrationDataReader):
@@ -160,7 +162,7 @@ def _quantize(model_path: Path, int8_path: Path, feats: np.ndarray, probs: np.nd
                             quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
                             weight_type=QuantType.QInt8, per_channel=per_channel,
                             op_types_to_quantize=["Conv", "MatMul", "Gemm"])
-            diff = np.abs(probs - _session(path).run(None, {"features": feats})[0])
+            diff = np.abs(probs - cpu_session(path).run(None, {"features": feats})[0])
             reports[path] = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
                              "per_channel": per_channel}
     finally:
@@ -203,16 +205,16 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
     hop_pcm = pcm[:64, :OVERLAP_SAMPLES + HOP_SAMPLES]
     with torch.no_grad():
         hop_frames = frontend(hop_pcm).numpy()
-    got = _session(out / FILES["features"]).run(None, {"pcm": hop_pcm.numpy()})[0]
+    got = cpu_session(out / FILES["features"]).run(None, {"pcm": hop_pcm.numpy()})[0]
     if got.shape[1:] != (HOP_FRAMES, N_MELS):
         raise TrainerError(f"features.onnx gives shape {got.shape}, expected [B, {HOP_FRAMES}, {N_MELS}]")
     parity["features"] = check_parity("features.onnx", hop_frames, got, 1e-2)
-    parity["model"] = check_parity("model.onnx", probs, _session(out / FILES["model"]).run(
+    parity["model"] = check_parity("model.onnx", probs, cpu_session(out / FILES["model"]).run(
         None, {"features": feats.numpy()})[0], FP32_TOLERANCE)
     int8 = _quantize(out / FILES["model"], out / FILES["model_int8"], feats.numpy(), probs)
     if int8 is not None:
         parity["model_int8"] = int8
-    parity["clip"] = check_parity("clip.onnx", probs, _session(out / FILES["clip"]).run(
+    parity["clip"] = check_parity("clip.onnx", probs, cpu_session(out / FILES["clip"]).run(
         None, {"pcm": pcm.numpy()})[0], FP32_TOLERANCE)
     for name, rep in parity.items():
         log.info("parity %s: max %.2e mean %.2e", name, rep["max_abs_diff"], rep["mean_abs_diff"])

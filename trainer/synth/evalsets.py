@@ -135,9 +135,9 @@ def _stream(path: Path, phrase: str, voices: list[str], babble_voices: list[str]
     return {"negative_stream_seconds": round(len(stream) / SAMPLE_RATE, 2), "segments": dict(counts)}
 
 
-def _split_voices(dataset: Path, split: str, phrase: str) -> list[str]:
-    """The espeak voices of one split of the dataset in `dataset`, from its manifest."""
-    voices = list(read_manifest(dataset).get("voice_splits", {}).get(split, []))
+def _split_voices(manifest: dict, dataset: Path, split: str, phrase: str) -> list[str]:
+    """The espeak voices of one split, from the `manifest` of the dataset in `dataset`."""
+    voices = list(manifest.get("voice_splits", {}).get(split, []))
     if not voices:
         raise TrainerError(f"{dataset / 'manifest.json'} lists no {split}-split espeak voices. Fix: "
                            f"run `hark synth \"{phrase}\" --out {dataset}` first")
@@ -165,7 +165,7 @@ def synthesize_eval_sets(
     """
     phrase = normalise_phrase(phrase)
     out = Path(out).expanduser().resolve()
-    test_voices = _split_voices(out, "test", phrase)
+    test_voices = _split_voices(read_manifest(out), out, "test", phrase)
     heldout_voices = list_heldout_voices()
     rng = np.random.default_rng(seed)
     root = out / EVAL_DIR
@@ -196,8 +196,9 @@ def synthesize_training_stream(dataset: str | Path, out_wav: str | Path, *, minu
     eval numbers stay honest. Returns the stream's duration and segment counts.
     """
     dataset = Path(dataset).expanduser().resolve()
-    phrase = read_manifest(dataset)["phrase"]
-    voices = _split_voices(dataset, "train", phrase)
+    manifest = read_manifest(dataset)
+    phrase = manifest["phrase"]
+    voices = _split_voices(manifest, dataset, "train", phrase)
     if minutes <= 0:
         raise TrainerError(f"minutes must be positive, got {minutes}")
     out_wav = Path(out_wav)

@@ -108,8 +108,9 @@ def server(judge_model: Path, judge_spec, tmp_path) -> JudgeServer:
 def test_a_full_judge_answers_503_at_once_and_sheds_slow_clients(server, judge_spec):
     crowd = Tricklers(server.port, SLOW_SOCKETS)
     try:
-        # The connections beyond the limit are answered 503 and closed, not left waiting.
-        assert crowd.wait(lambda: crowd.refused() == SLOW_SOCKETS - MAX_CONNECTIONS, ANSWER_WAIT_S), \
+        # The connections beyond the limit are answered 503 and closed, not left waiting
+        # (one more may be, if the server has not yet seen the readiness probe's close).
+        assert crowd.wait(lambda: crowd.refused() >= SLOW_SOCKETS - MAX_CONNECTIONS, ANSWER_WAIT_S), \
             [r[:40] for r in crowd.received]
         status, body = _http_get(server.port, "/healthz")
         assert status == 503 and body["error"]["code"] == "server_full"
@@ -117,7 +118,9 @@ def test_a_full_judge_answers_503_at_once_and_sheds_slow_clients(server, judge_s
 
         # The request timeout closes the tricklers however busy they keep their sockets.
         assert crowd.wait(lambda: all(crowd.closed), CUT_OFF_WAIT_S), crowd.closed
-        assert crowd.refused() == SLOW_SOCKETS - MAX_CONNECTIONS  # the others got no answer
+        # The rest were cut off without an answer: no request ever came through.
+        assert all(r == b"" or r.startswith(b"HTTP/1.1 503") for r in crowd.received)
+        assert crowd.refused() <= SLOW_SOCKETS - MAX_CONNECTIONS + 1
     finally:
         crowd.close()
     assert _http_get(server.port, "/healthz") == (200, {"status": "ok"})

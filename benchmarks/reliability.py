@@ -180,13 +180,31 @@ def _mutated_wav(rng: random.Random, wavs: list[bytes]) -> bytes:
     return bytes(wav)
 
 
+def _fuzz_request(rng: random.Random, key: str, wavs: list[bytes]) -> tuple:
+    """(method, path, body, headers) of one malformed request, mostly aimed at /v1/verify
+    with the right key so that it reaches decoding rather than stopping at the router."""
+    method = rng.choice(["POST"] * 6 + ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
+    path = rng.choice(["/v1/verify"] * 6 + ["/v1/models", "/healthz", "/nope", "/v1/verify?x=1",
+                                             "/v1/verify?sentry_score=nan",
+                                             "/v1/verify?device_id=%00%ff"])
+    headers = {"Content-Type": rng.choice(["audio/wav", "text/plain", "", "\u00e9",
+                                           "application/octet-stream"])}
+    auth = rng.choice(["key", "key", "wrong", "none", "latin-1"])
+    if auth != "none":
+        headers["Authorization"] = {"key": f"Bearer {key}", "wrong": "Bearer " + "x" * 32,
+                                    "latin-1": "Bearer \u00ff\u00fe"}[auth]
+    body = (bytes(rng.randrange(256) for _ in range(rng.randrange(2048)))
+            if rng.random() < 0.3 else _mutated_wav(rng, wavs))
+    return method, path, body, headers
+
+
 def fuzz_run(model: Path, n: int, wavs: list[bytes], seed: int = 23) -> dict:
     rng = random.Random(seed)
     judge = Judge(model, "--max-body-bytes", str(256 * 1024))
     statuses: dict[str, int] = {}
     hangs = server_errors = not_json = 0
     try:
-        for i in range(n):
+        for _ in range(n):
             if rng.random() < 0.15:  # protocol garbage straight on the socket
                 data = rng.choice([
                     bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400))),
@@ -198,27 +216,9 @@ def fuzz_run(model: Path, n: int, wavs: list[bytes], seed: int = 23) -> dict:
                 status, answer = raw_exchange(judge.port, data)
                 body = answer.partition(b"\r\n\r\n")[2]
             else:
-                method = rng.choice(["POST"] * 6 + ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
-                path = rng.choice(["/v1/verify"] * 6 + ["/v1/models", "/healthz", "/nope",
-                                                         "/v1/verify?sentry_score=nan",
-                                                         "/v1/verify?device_id=%00%ff",
-                                                         "/v1/verify?x=1"])
-                headers = {"Content-Type": rng.choice(["audio/wav", "text/plain", "",
-                                                       "application/octet-stream", "\u00e9"])}
-                auth = rng.choice(["key", "key", "wrong", "none", "garbage"])
-                if auth != "none":
-                    headers["Authorization"] = {"key": f"Bearer {judge.key}", "wrong": "Bearer " + "x" * 32,
-                                                "garbage": "Bearer \u00ff\u00fe"}[auth]
-                body_kind = rng.random()
-                data = (bytes(rng.randrange(256) for _ in range(rng.randrange(2048)))
-                        if body_kind < 0.3 else _mutated_wav(rng, wavs))
-                try:
-                    status, body = request(judge.port, method, path, data,
-                                           {k: v.encode("latin-1", "replace").decode("latin-1")
-                                            for k, v in headers.items()})
-                except UnicodeError:
-                    status, body = request(judge.port, method, path, data, {})
-            key = "hang" if status is None else str(status)
+                status, body = request(judge.port, *_fuzz_request(rng, judge.key, wavs))
+            # "closed": the server hung up without an HTTP answer (on raw garbage)
+            key = "hang" if status is None else "closed" if status == 0 else str(status)
             statuses[key] = statuses.get(key, 0) + 1
             if status is None:
                 hangs += 1
@@ -338,7 +338,8 @@ def slow_client_run(model: Path, n_sockets: int, max_connections: int, clip: byt
         code = judge.stop()
     return {"requests": probes + 2, "slow_sockets": n_sockets, "max_connections": max_connections,
             "5xx_other_than_503": sum(a.isdigit() and int(a) >= 500 and a != "503" for a in answers),
-            "hangs": answers.count("hang"), "healthz_during": dict((a, answers.count(a)) for a in set(answers)),
+            "hangs": answers.count("hang"),
+            "healthz_during": {a: answers.count(a) for a in sorted(set(answers))},
             "healthz_max_ms": round(max(times) * 1000, 1), "healthz_after": after,
             "verify_after": verify, "exit_code": code}
 

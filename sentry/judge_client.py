@@ -381,7 +381,8 @@ class JudgeClient:
                    "Connection": "close"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        connection_class = _DeadlineHTTPSConnection if url.scheme == "https" else _DeadlineHTTPConnection
+        connection_class = (_DeadlineHTTPSConnection if url.scheme == "https"
+                            else _DeadlineHTTPConnection)
         connection = connection_class(url.hostname, url.port, time.monotonic() + budget_s)
         try:
             connection.request("POST", target, body=wav, headers=headers)

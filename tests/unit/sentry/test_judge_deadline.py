@@ -161,3 +161,23 @@ def test_listen_emits_every_wake_word_and_counts_each_outcome(trickle, model_dir
     assert all(r["judge"]["source"] == "policy" and r["judge"]["verified"] for r in records)
     assert (f"judge: 0 verified, 0 rejected, {len(BURSTS_S)} decided by --judge-policy fail-open "
             f"({len(BURSTS_S)} fail-open, 0 fail-closed), 0 undecided") in result.stderr
+
+
+def test_closing_decides_the_waiting_clips_and_counts_the_one_in_flight(trickle):
+    from sentry.detector import Detection
+
+    # A deadline far beyond the close timeout: the first clip is still in flight at close.
+    client = JudgeClient(trickle.url, timeout_s=TRICKLE_FOR_S, retries=0)
+    emitted = []
+    gate = JudgeGate(client, lambda detection, verdict: emitted.append(detection.time_s))
+    gate.on_audio(np.zeros(4 * 16_000, np.float32))
+    for time_s in (0.5, 1.0, 1.5):
+        gate.on_detection(Detection(time_s, 0.9, "test tone"))
+    until = time.monotonic() + 5
+    while trickle.connections < 1 and time.monotonic() < until:
+        time.sleep(0.01)
+    started = time.monotonic()
+    stats = gate.close(timeout_s=1.0)
+    assert time.monotonic() - started < 1.0 + SLACK_S
+    assert (stats.submitted, stats.fail_open, stats.undecided) == (3, 2, 1)
+    assert emitted == [1.0, 1.5]  # the two the worker never took, by the policy (fail-open)

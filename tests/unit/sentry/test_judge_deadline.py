@@ -181,3 +181,17 @@ def test_closing_decides_the_waiting_clips_and_counts_the_one_in_flight(trickle)
     assert time.monotonic() - started < 1.0 + SLACK_S
     assert (stats.submitted, stats.fail_open, stats.undecided) == (3, 2, 1)
     assert emitted == [1.0, 1.5]  # the two the worker never took, by the policy (fail-open)
+
+
+def test_listen_judge_deadline_caps_the_whole_call(trickle, model_dir, bursts):
+    result = CliRunner().invoke(cli, ["listen", "--model", str(model_dir), "--stdin-raw", "--json",
+                                      "--judge-url", trickle.url, "--judge-timeout", "5",
+                                      "--judge-deadline", "0.5"], input=_stream(bursts))
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == len(BURSTS_S)
+    # The calls made had 0.5 s, not --judge-timeout's 5 s (the stream is read faster than
+    # real time, so clips beyond the gate's queue were decided by policy at once).
+    errors = [r["judge"]["error"] for r in records]
+    assert any("no whole answer within 0.50 s" in e for e in errors), errors
+    assert not any("within 5.00 s" in e for e in errors), errors

@@ -26,6 +26,7 @@ from typing import Any
 import click
 
 from . import DEFAULTS, JudgeError, __version__, validate_config
+from .server import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT_S
 
 log = logging.getLogger("judge")
 
@@ -56,7 +57,8 @@ def default_workers() -> int:
 
 
 DEFAULT_IDLE_TIMEOUT_S = 30
-"""Seconds a connection may sit idle (not sending its request) before it is closed."""
+"""Seconds a connection may sit idle (sending nothing) before it is closed; one that
+trickles is cut off by --request-timeout (judge.server.DEFAULT_REQUEST_TIMEOUT_S)."""
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -78,23 +80,20 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _serve_worker(sock: socket.socket, config: dict[str, Any], threads: int,
-                  idle_timeout_s: int) -> None:
-    """Load the model and answer requests on `sock` until SIGTERM or SIGINT."""
-    from waitress.server import create_server
-
+                  limits: dict[str, Any]) -> None:
+    """Load the model and answer requests on `sock` until SIGTERM or SIGINT.
+    limits: GuardedServer's max_connections, request_timeout_s and idle_timeout_s."""
     from . import create_app
+    from .server import GuardedServer
 
     # waitress warns on every request that waits for the request thread; with one
     # thread per worker that is every request under concurrent load, the expected
     # state, not news (hark_judge_request_duration_seconds shows real queueing).
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = create_app(config)
-    server = create_server(app, sockets=[sock], threads=threads,
-                           channel_timeout=idle_timeout_s, ident="hark-judge",
-                           # waitress looks for idle connections only this often (seconds)
-                           cleanup_interval=max(1, idle_timeout_s // 2),
+    server = GuardedServer(app, sock, threads=threads, ident="hark-judge",
                            max_request_body_size=WAITRESS_BODY_FACTOR * config["MAX_BODY_BYTES"],
-                           backlog=LISTEN_BACKLOG)
+                           backlog=LISTEN_BACKLOG, **limits)
 
     def _stop(signum, frame):  # waitress finishes in-flight requests on SystemExit
         raise SystemExit(0)
@@ -104,7 +103,7 @@ def _serve_worker(sock: socket.socket, config: dict[str, Any], threads: int,
 
 
 def _fork_workers(sock: socket.socket, n: int, config: dict[str, Any], threads: int,
-                  idle_timeout_s: int) -> int:
+                  limits: dict[str, Any]) -> int:
     """Run n worker processes; returns the exit status for the parent."""
     children: set[int] = set()
     for _ in range(n):
@@ -112,7 +111,7 @@ def _fork_workers(sock: socket.socket, n: int, config: dict[str, Any], threads: 
         if pid == 0:  # worker: never returns into the parent's code
             code = 0
             try:
-                _serve_worker(sock, config, threads, idle_timeout_s)
+                _serve_worker(sock, config, threads, limits)
             except JudgeError as exc:
                 click.echo(f"hark-judge: worker {os.getpid()} cannot start: {exc}", err=True)
                 code = 1
@@ -186,14 +185,25 @@ def cli(verbose: bool) -> None:
               show_default=True, help="Longest clip accepted, in seconds of audio (400 beyond).")
 @click.option("--idle-timeout", "idle_timeout_s", type=click.IntRange(min=1),
               default=DEFAULT_IDLE_TIMEOUT_S, show_default=True,
-              help="Seconds before an idle or stalled connection is closed.")
+              help="Seconds a connection may send nothing before it is closed.")
+@click.option("--request-timeout", "request_timeout_s", type=click.IntRange(min=1),
+              default=DEFAULT_REQUEST_TIMEOUT_S, show_default=True,
+              help="Seconds from a request's first byte to its last (headers and body) "
+                   "before the connection is closed, however it trickles.")
+@click.option("--max-connections", type=click.IntRange(1, 10_000),
+              default=DEFAULT_MAX_CONNECTIONS, show_default=True,
+              help="Open connections per worker; beyond, new ones get an immediate 503.")
 def serve(model_dir: Path, host: str, port: int, workers: int, threads: int,
           keys_file: Path | None, threshold: float | None, max_body_bytes: int,
-          max_clip_seconds: float, idle_timeout_s: int) -> None:
+          max_clip_seconds: float, idle_timeout_s: int, request_timeout_s: int,
+          max_connections: int) -> None:
     """Serve POST /v1/verify, /v1/models, /healthz, /readyz, /metrics and /openapi.json.
 
-    Stops gracefully on SIGTERM or Ctrl+C.
+    A full worker (--max-connections open) answers new connections with 503 at once
+    rather than leave them waiting. Stops gracefully on SIGTERM or Ctrl+C.
     """
+    limits = {"max_connections": max_connections, "request_timeout_s": request_timeout_s,
+              "idle_timeout_s": idle_timeout_s}
     config = {"MODEL_DIR": str(model_dir), "KEYS_FILE": keys_file, "THRESHOLD": threshold,
               "MAX_BODY_BYTES": max_body_bytes, "MAX_CLIP_SECONDS": max_clip_seconds}
     try:
@@ -207,7 +217,7 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int,
     sys.stderr.flush()
     if workers == 1:
         try:
-            _serve_worker(sock, config, threads, idle_timeout_s)
+            _serve_worker(sock, config, threads, limits)
         except JudgeError as exc:
             raise click.ClickException(str(exc)) from exc
         except KeyboardInterrupt:
@@ -216,7 +226,7 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int,
             sock.close()
         status = 0
     else:
-        status = _fork_workers(sock, workers, config, threads, idle_timeout_s)
+        status = _fork_workers(sock, workers, config, threads, limits)
         sock.close()
     click.echo("hark-judge: stopped", err=True)
     if status:

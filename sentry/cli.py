@@ -90,8 +90,13 @@ def scan(wav: Path, model_dir: Path, as_json: bool, int8: bool, threshold: float
 
 
 def _judge_options(f):
+    f = click.option("--judge-deadline", type=click.FloatRange(min=0.01), default=None,
+                     show_default="3 x --judge-timeout plus backoffs, 6.3 s",
+                     help="Seconds a detection may wait for the judge in all, retries "
+                          "included; past it --judge-policy decides.")(f)
     f = click.option("--judge-timeout", type=click.FloatRange(min=0.01), default=2.0,
-                     show_default=True, help="Seconds per request to the judge.")(f)
+                     show_default=True, help="Seconds one request to the judge may take in "
+                                             "all: connect, send and the whole answer.")(f)
     f = click.option("--judge-policy", type=click.Choice(["fail-open", "fail-closed"]),
                      default="fail-open", show_default=True,
                      help="When the judge cannot be reached: act on the sentry alone "
@@ -116,7 +121,8 @@ def _judge_options(f):
 @_judge_options
 def listen(model_dir: Path, stdin_raw: bool, rate: int, device: str | None, as_json: bool,
            int8: bool, threshold: float | None, judge_url: str | None,
-           judge_key_file: Path | None, judge_policy: str, judge_timeout: float) -> None:
+           judge_key_file: Path | None, judge_policy: str, judge_timeout: float,
+           judge_deadline: float | None) -> None:
     """Print detections from a microphone (or stdin) as they happen.
 
     With --judge-url, each detection is first verified by a judge server (`hark-judge
@@ -140,7 +146,8 @@ def listen(model_dir: Path, stdin_raw: bool, rate: int, device: str | None, as_j
             listener = Listener(detector, source,
                                 lambda detection: click.echo(_format(detection, as_json)))
         else:
-            gate = _judge_gate(judge_url, judge_key_file, judge_policy, judge_timeout, as_json)
+            gate = _judge_gate(judge_url, judge_key_file, judge_policy, judge_timeout,
+                               judge_deadline, as_json)
             listener = Listener(detector, source, gate.on_detection, on_audio=gate.on_audio)
         where = "stdin" if stdin_raw else f"microphone {device if device is not None else '(default)'}"
         click.echo(f"listening for '{detector.wake_word}' on {where} at {rate} Hz "
@@ -154,16 +161,19 @@ def listen(model_dir: Path, stdin_raw: bool, rate: int, device: str | None, as_j
                f"{stats.dropped_chunks} dropped chunk(s)", err=True)
     if verdicts is not None:
         click.echo(f"judge: {verdicts.verified} verified, {verdicts.rejected} rejected, "
-                   f"{verdicts.policy} decided by --judge-policy {judge_policy}", err=True)
+                   f"{verdicts.policy} decided by --judge-policy {judge_policy} "
+                   f"({verdicts.fail_open} fail-open, {verdicts.fail_closed} fail-closed), "
+                   f"{verdicts.undecided} undecided (no verdict when stopping)", err=True)
 
 
-def _judge_gate(url: str, key_file: Path | None, policy: str, timeout_s: float, as_json: bool):
+def _judge_gate(url: str, key_file: Path | None, policy: str, timeout_s: float,
+                deadline_s: float | None, as_json: bool):
     """A JudgeGate that prints each detection the judge (or the policy) lets through."""
     from .judge_client import JudgeClient, read_key_file
     from .judge_gate import JudgeGate
 
     key = read_key_file(key_file) if key_file is not None else None
-    client = JudgeClient(url, key, timeout_s=timeout_s, policy=policy)
+    client = JudgeClient(url, key, timeout_s=timeout_s, deadline_s=deadline_s, policy=policy)
     return JudgeGate(client, lambda detection, verdict: click.echo(
         _format(detection, as_json, verdict)))
 
@@ -190,7 +200,7 @@ WYOMING_URI = "tcp://127.0.0.1:10400"
 def wyoming_service(uri: str, model_dirs: tuple[Path, ...], threshold: float | None,
                     trigger_level: int, refractory_s: float | None, int8: bool,
                     judge_url: str | None, judge_key_file: Path | None, judge_policy: str,
-                    judge_timeout: float) -> None:
+                    judge_timeout: float, judge_deadline: float | None) -> None:
     """Serve wake words to Home Assistant over the Wyoming protocol.
 
     Add it in Home Assistant under Settings > Devices & services > Add integration >
@@ -213,7 +223,7 @@ def wyoming_service(uri: str, model_dirs: tuple[Path, ...], threshold: float | N
         if judge_url is not None:
             key = read_key_file(judge_key_file) if judge_key_file is not None else None
             verify = judge_verifier(JudgeClient(judge_url, key, timeout_s=judge_timeout,
-                                                policy=judge_policy))
+                                                deadline_s=judge_deadline, policy=judge_policy))
         service = WakeService(model_dirs, threshold=threshold, trigger_level=trigger_level,
                               refractory_s=refractory_s, int8=int8, verify=verify)
         names = ", ".join(f"'{model.name}'" for model in service.models)

@@ -4,17 +4,23 @@ The sentry fires on a short window and is tuned for recall; a judge (`hark-judge
 serve`) rescoring the clip with a larger model removes most of its false accepts. The
 network is the weak link, so every call is bounded:
 
-  * a timeout on each attempt (connect and each read, in seconds);
+  * a deadline on each attempt that bounds all of it: connecting, sending the clip and
+    reading the whole answer (a judge that trickles one byte at a time cannot stretch
+    it, as it could a plain socket timeout, which bounds each read on its own);
   * a few retries of transient failures (connection refused or reset, timeout, 429,
-    5xx), spaced by exponential backoff with jitter so devices do not retry in step;
-  * a circuit breaker: after `breaker_failures` consecutive failed attempts the judge is
+    5xx), spaced by exponential backoff with jitter so devices do not retry in step,
+    all within one budget for the whole call (`deadline_s`);
+  * a circuit breaker: after `breaker_failures` consecutive failed attempts (a missed
+    deadline is one) the judge is
     not called at all for `breaker_cooldown_s`; then one probe request is let through
     (half-open) and its outcome closes or re-opens the breaker;
   * a policy for when no verdict can be had: fail-open (act on the sentry alone) or
     fail-closed (drop the detection). Either way it is logged.
 
-Standard library only (urllib): the device has no `requests`. Connections go straight
-to the judge, ignoring $http_proxy: the judge is a LAN or loopback service.
+Standard library only (http.client): the device has no `requests`. Connections go
+straight to the judge, ignoring $http_proxy: the judge is a LAN or loopback service.
+(Resolving the judge's host name is the one step no deadline bounds: give an address,
+or a name the device resolves locally, e.g. from /etc/hosts.)
 """
 
 from __future__ import annotations
@@ -25,11 +31,10 @@ import io
 import json
 import logging
 import random
+import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,8 +64,9 @@ POST_ROLL_S = POST_ROLL_HOPS * HOP_SAMPLES / SAMPLE_RATE
 """Seconds after the detection time a clip ends (0.24)."""
 
 DEFAULT_TIMEOUT_S = 2.0
-"""Per-attempt timeout: a verification on a LAN takes tens of milliseconds; two seconds
-means the judge is down or drowning, and the user is waiting."""
+"""Seconds one attempt may take, all of it (connect, send, read the whole answer): a
+verification on a LAN takes tens of milliseconds; two seconds means the judge is down
+or drowning, and the user is waiting."""
 DEFAULT_RETRIES = 2
 DEFAULT_BACKOFF_S = 0.1
 DEFAULT_BACKOFF_MAX_S = 1.0
@@ -239,18 +245,24 @@ class JudgeClient:
 
     url: the judge's base URL (http://host:8080) or its full /v1/verify URL.
     key: API key sent as 'Authorization: Bearer <key>'; None sends none.
-    timeout_s: per attempt. retries: extra attempts after a transient failure.
+    timeout_s: seconds one attempt may take in all (connect, send, the whole answer).
+    retries: extra attempts after a transient failure.
+    deadline_s: seconds the whole call may take, attempts and backoffs together; None:
+        (retries + 1) * timeout_s plus the longest backoffs, the most the attempts could
+        take anyway. A retry that could not start before it is not made.
     backoff_s, backoff_max_s: the n-th retry waits min(backoff_max_s, backoff_s * 2**n)
         seconds scaled by a random factor in [0.5, 1) (equal jitter).
-    breaker_failures, breaker_cooldown_s: see CircuitBreaker.
-    policy: what a detection becomes when no verdict can be had.
+    breaker_failures, breaker_cooldown_s: see CircuitBreaker; a missed deadline counts
+        as a failure.
+    policy: what a detection becomes when no verdict can be had (a missed deadline too).
     device_id: sent with each clip for the judge's log.
-    A call takes at most (retries + 1) * timeout_s plus the backoffs, and returns
-    immediately while the breaker is open. Thread-safe.
+    A call returns within deadline_s (plus scheduling slack, milliseconds), and at once
+    while the breaker is open. Thread-safe.
     """
 
     def __init__(self, url: str, key: str | None = None, *,
                  timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
+                 deadline_s: float | None = None,
                  backoff_s: float = DEFAULT_BACKOFF_S, backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
                  breaker_failures: int = DEFAULT_BREAKER_FAILURES,
                  breaker_cooldown_s: float = DEFAULT_BREAKER_COOLDOWN_S,
@@ -268,6 +280,9 @@ class JudgeClient:
             raise SentryError(f"judge client needs timeout_s > 0 and retries, backoff_s, "
                               f"backoff_max_s >= 0; got {timeout_s}, {retries}, {backoff_s}, "
                               f"{backoff_max_s}")
+        if deadline_s is not None and not deadline_s > 0:
+            raise SentryError(f"judge client needs deadline_s > 0 (seconds for the whole "
+                              f"call), got {deadline_s}")
         try:
             self.policy = Policy(policy)
         except ValueError as exc:
@@ -278,12 +293,14 @@ class JudgeClient:
         self.retries = int(retries)
         self.backoff_s = float(backoff_s)
         self.backoff_max_s = float(backoff_max_s)
+        self.deadline_s = (float(deadline_s) if deadline_s is not None
+                           else self.timeout_s * (self.retries + 1)
+                           + sum(self.backoff_ceiling(n) for n in range(self.retries)))
         self.device_id = device_id
         self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown_s, clock)
         self._clock = clock
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     # ------------------------------------------------------------------ public
 
@@ -294,21 +311,31 @@ class JudgeClient:
     def verify(self, wav: bytes, sentry_score: float | None = None) -> Verdict:
         """Send WAV bytes; the judge's verdict, or the policy's when it gives none."""
         started = self._clock()
+        # Network time is real time, whatever clock the breaker is given (tests fake it).
+        call_ends = time.monotonic() + self.deadline_s
         attempts = 0
         error: str | None = None
         for attempt in range(self.retries + 1):
+            left = call_ends - time.monotonic()
+            if left <= 0:
+                error = f"{error}; no time left for a retry within {self.deadline_s:g} s"
+                break
             if not self.breaker.allow():
                 error = error or (f"circuit breaker open after repeated failures; next probe in "
                                   f"{self.breaker.seconds_to_probe():.1f} s")
                 break
             attempts += 1
             try:
-                answer = self._post(wav, sentry_score)
+                answer = self._post(wav, sentry_score, min(self.timeout_s, left))
             except _Transient as exc:
                 self.breaker.record_failure()
                 error = str(exc)
                 if attempt < self.retries and self.breaker.state is BreakerState.CLOSED:
-                    self._sleep(self.backoff_delay(attempt))
+                    delay = self.backoff_delay(attempt)
+                    if delay >= call_ends - time.monotonic():
+                        error = f"{error}; no time left for a retry within {self.deadline_s:g} s"
+                        break
+                    self._sleep(delay)
                 continue
             except _Refused as exc:
                 self.breaker.record_success()  # it answered: reachable, if unhappy with us
@@ -331,50 +358,145 @@ class JudgeClient:
         return Verdict(verified=verified, source="policy", latency_ms=latency_ms,
                        attempts=attempts, error=reason)
 
+    def backoff_ceiling(self, retry: int) -> float:
+        """The longest wait, in seconds, before retry number `retry` (0-based)."""
+        return min(self.backoff_max_s, self.backoff_s * (2 ** retry))
+
     def backoff_delay(self, retry: int) -> float:
         """Seconds to wait before retry number `retry` (0-based), with equal jitter."""
-        ceiling = min(self.backoff_max_s, self.backoff_s * (2 ** retry))
-        return ceiling * (0.5 + 0.5 * self._rng.random())
+        return self.backoff_ceiling(retry) * (0.5 + 0.5 * self._rng.random())
 
     # ------------------------------------------------------------------ HTTP
 
-    def _request(self, wav: bytes, sentry_score: float | None) -> urllib.request.Request:
+    def _post(self, wav: bytes, sentry_score: float | None, budget_s: float) -> dict[str, Any]:
+        """One attempt, over by `budget_s` seconds from now whatever the judge does."""
         params = {}
         if sentry_score is not None:
             params["sentry_score"] = f"{min(max(float(sentry_score), 0.0), 1.0):.6f}"
         if self.device_id:
             params["device_id"] = self.device_id
-        url = self.url + ("?" + urllib.parse.urlencode(params) if params else "")
-        headers = {"Content-Type": "audio/wav", "User-Agent": f"hark-sentry/{__version__}"}
+        url = urllib.parse.urlsplit(self.url)  # read per call: the URL may be changed
+        target = url.path + ("?" + urllib.parse.urlencode(params) if params else "")
+        headers = {"Content-Type": "audio/wav", "User-Agent": f"hark-sentry/{__version__}",
+                   "Connection": "close"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        return urllib.request.Request(url, data=wav, headers=headers, method="POST")
-
-    def _post(self, wav: bytes, sentry_score: float | None) -> dict[str, Any]:
-        request = self._request(wav, sentry_score)
+        connection_class = (_DeadlineHTTPSConnection if url.scheme == "https"
+                            else _DeadlineHTTPConnection)
+        connection = connection_class(url.hostname, url.port, time.monotonic() + budget_s)
         try:
-            with self._opener.open(request, timeout=self.timeout_s) as response:
-                body = response.read(MAX_RESPONSE_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            message = _error_message(exc)
-            if exc.code in RETRY_STATUSES:
-                raise _Transient(f"HTTP {exc.code}: {message}") from exc
-            raise _Refused(f"HTTP {exc.code}: {message}") from exc
-        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeout, cut off
-            reason = getattr(exc, "reason", exc)  # URLError wraps the socket error
-            raise _Transient(f"{type(reason).__name__}: {reason}") from exc
+            connection.request("POST", target, body=wav, headers=headers)
+            response = connection.getresponse()
+            status, reason = response.status, response.reason
+            body = response.read(MAX_RESPONSE_BYTES + 1)
+            response.close()
+        except TimeoutError as exc:  # the connect, a send or a read ran out of budget
+            raise _Transient(f"timed out: no whole answer within {budget_s:.2f} s "
+                             "(connect, send and read together)") from exc
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, cut off
+            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            connection.close()
+        if status >= 300:
+            message = _error_message(body, reason)
+            if status in RETRY_STATUSES:
+                raise _Transient(f"HTTP {status}: {message}")
+            raise _Refused(f"HTTP {status}: {message}")
         return _parse_verdict(body)
 
 
-def _error_message(exc: urllib.error.HTTPError) -> str:
+class _DeadlineSocket:
+    """A connected socket whose sends and receives all end by one `deadline`
+    (time.monotonic seconds): before each, its timeout is set to the time left, so
+    the sum of them is bounded, not each one alone. Raises TimeoutError past it."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._readers = 0  # open makefile() readers: as with a socket, close waits for them
+        self._closing = False
+
+    def _arm(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline passed")
+        self._sock.settimeout(left)
+
+    def sendall(self, data: bytes) -> None:
+        self._arm()
+        self._sock.sendall(data)  # the timeout bounds the whole sendall (Python >= 3.5)
+
+    def recv_into(self, buffer, nbytes: int = 0) -> int:
+        self._arm()
+        return self._sock.recv_into(buffer, nbytes)
+
+    def makefile(self, mode: str = "rb", *args, **kwargs) -> io.BufferedReader:
+        """What http.client reads the answer through: every read goes via recv_into."""
+        self._readers += 1
+        return io.BufferedReader(_SocketReader(self))
+
+    def close(self) -> None:
+        """Close once no reader is open (http.client closes the connection while the
+        response it handed on still reads from it)."""
+        self._closing = True
+        if self._readers == 0:
+            self._sock.close()
+
+    def _reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closing and self._readers == 0:
+            self._sock.close()
+
+    def __getattr__(self, name: str):  # setsockopt, fileno...: the socket's own
+        return getattr(self._sock, name)
+
+
+class _SocketReader(io.RawIOBase):
+    def __init__(self, sock: _DeadlineSocket) -> None:
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._sock._reader_closed()
+        super().close()
+
+
+class _DeadlineMixin:
+    """An http.client connection whose connect, send and reads share one deadline."""
+
+    def __init__(self, host: str, port: int | None, deadline: float) -> None:
+        super().__init__(host, port, timeout=max(deadline - time.monotonic(), 1e-3))
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline passed before connecting")
+        self.timeout = left  # bounds the TCP connect (and a TLS handshake's each step)
+        super().connect()
+        self.sock = _DeadlineSocket(self.sock, self._deadline)
+
+
+class _DeadlineHTTPConnection(_DeadlineMixin, http.client.HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineMixin, http.client.HTTPSConnection):
+    pass
+
+
+def _error_message(body: bytes, reason: str) -> str:
     """The judge's JSON error message, or the status's reason phrase."""
     try:
-        body = exc.read(MAX_RESPONSE_BYTES)
         return str(json.loads(body)["error"]["message"])
     except Exception:  # noqa: BLE001 - any non-judge error body: fall back to the phrase
-        return str(exc.reason)
-    finally:
-        exc.close()
+        return str(reason)
 
 
 def _parse_verdict(body: bytes) -> dict[str, Any]:

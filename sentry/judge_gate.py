@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,7 +36,9 @@ QUEUE_CLIPS = 4
 2 s refractory period, four queued clips means the judge is far behind."""
 
 CLOSE_TIMEOUT_S = 30.0
-"""Seconds `close` waits for the judge's outstanding verdicts at shutdown."""
+"""Seconds `close` waits for the judge's outstanding verdicts at shutdown. Each call
+ends by the client's deadline_s, and after a few misses the breaker makes the rest
+instant, so this is only reached with a long deadline and a full queue."""
 
 
 class AudioRing:
@@ -73,12 +76,29 @@ class AudioRing:
 
 @dataclass
 class GateStats:
-    """What the judge decided. policy: detections decided by the client's policy."""
+    """What became of each detection handed to the gate; every one is counted once.
+
+    verified, rejected: the judge's verdicts.
+    fail_open, fail_closed: decided by the client's policy (the judge gave no verdict:
+        down, too slow, breaker open, too many clips waiting), emitted or dropped.
+    undecided: still waiting for the judge when the gate was closed (not emitted).
+    """
 
     submitted: int = 0
     verified: int = 0
     rejected: int = 0
-    policy: int = 0
+    fail_open: int = 0
+    fail_closed: int = 0
+    undecided: int = 0
+
+    @property
+    def policy(self) -> int:
+        """Detections decided by the policy, either way."""
+        return self.fail_open + self.fail_closed
+
+    @property
+    def decided(self) -> int:
+        return self.verified + self.rejected + self.policy
 
 
 class JudgeGate:
@@ -100,6 +120,7 @@ class JudgeGate:
         self._pending: list[tuple[Detection, int, int]] = []
         self._queue: queue.Queue = queue.Queue(maxsize=queue_clips)
         self._lock = threading.Lock()
+        self._closed = False
         self._worker = threading.Thread(target=self._work, name="hark-judge-client", daemon=True)
         self._worker.start()
 
@@ -115,16 +136,32 @@ class JudgeGate:
         self._send_ready(final=False)
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> GateStats:
-        """End of stream: send what is pending with the audio there is, wait for verdicts."""
+        """End of stream: send what is pending with the audio there is, wait up to
+        `timeout_s` seconds for the verdicts. Clips the worker had not started by then
+        are decided by the policy; one still in flight is counted as undecided, and a
+        verdict that arrives for it later is logged, not emitted."""
         self._send_ready(final=True)
+        until = time.monotonic() + timeout_s
         try:
             self._queue.put(None, timeout=timeout_s)
         except queue.Full:
             pass
-        self._worker.join(timeout=timeout_s)
-        if self._worker.is_alive():
-            log.warning("the judge did not answer every detection within %.0f s of stopping",
-                        timeout_s)
+        self._worker.join(timeout=max(0.0, until - time.monotonic()))
+        with self._lock:
+            self._closed = True
+        while True:  # what the worker never took: the policy decides now
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._decide(item[0], self.client.fallback(
+                    f"still waiting for the judge {timeout_s:g} s after stopping"), closing=True)
+        with self._lock:
+            self.stats.undecided = self.stats.submitted - self.stats.decided
+        if self.stats.undecided:
+            log.warning("%d detection(s) had no verdict %.0f s after stopping; not acted on",
+                        self.stats.undecided, timeout_s)
         return self.stats
 
     def _send_ready(self, final: bool) -> None:
@@ -162,14 +199,17 @@ class JudgeGate:
                 verdict = self.client.fallback(f"client error: {exc!r}")
             self._decide(detection, verdict)
 
-    def _decide(self, detection: Detection, verdict: Verdict) -> None:
+    def _decide(self, detection: Detection, verdict: Verdict, closing: bool = False) -> None:
         with self._lock:
-            if verdict.source != "judge":
-                self.stats.policy += 1
-            elif verdict.verified:
-                self.stats.verified += 1
+            if self._closed and not closing:
+                log.warning("detection at %.2f s: a verdict came after the gate closed; "
+                            "not acted on", detection.time_s)
+                return
+            if verdict.source == "judge":
+                field = "verified" if verdict.verified else "rejected"
             else:
-                self.stats.rejected += 1
+                field = "fail_open" if verdict.verified else "fail_closed"
+            setattr(self.stats, field, getattr(self.stats, field) + 1)
         if verdict.verified:
             self.emit(detection, verdict)
         else:

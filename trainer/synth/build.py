@@ -8,6 +8,10 @@ installed (``trainer/synth/dectalk.py``, ``trainer/synth/pico.py``: more engines
 most on voices never heard in training; Pico's two voices are training voices only).
 ``hard_negative/`` gets confusable neighbours, ``negative/`` ordinary sentences and
 ``background/`` noise, music, hum and babble.
+
+``licence_clean`` keeps to the engines whose licences allow commercial use of their output
+(espeak-ng and SVOX Pico; DECtalk's licence is unclear): see ``trainer.provenance``. The manifest
+records the engines, voices, clip counts and licences (``provenance``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from tqdm import tqdm
 from trainer.audio import write_wav
 from trainer.dataset import LABELS, MANIFEST, MANIFEST_FORMAT, SPLITS, Dataset, load_dataset, write_manifest
 from trainer.errors import TrainerError
+from trainer.provenance import LICENCE_CLEAN_ENGINES, dataset_provenance
 from trainer.synth import dectalk, pico
 from trainer.synth.espeak import list_voices, synthesize
 from trainer.synth.noise import BACKGROUND_KINDS, NEUTRAL_PHRASE, make_background
@@ -71,6 +76,13 @@ class SynthConfig:
     """Fraction of speech clips spoken by DECtalk when it is used."""
     pico_share: float = 0.15
     """Fraction of speech clips spoken by Pico when it is used; the rest are espeak."""
+    licence_clean: bool = False
+    """Use only engines whose licences allow commercial use of their output (espeak-ng, SVOX
+    Pico): DECtalk is left out, its clips go to the others (``hark synth --licence-clean``)."""
+
+    def used_engines(self) -> tuple[str, ...]:
+        """``engines``, less those ``licence_clean`` leaves out (installed or not)."""
+        return tuple(e for e in self.engines if not self.licence_clean or e in LICENCE_CLEAN_ENGINES)
 
     def check(self) -> None:
         problems = []
@@ -157,7 +169,7 @@ def _speech_jobs(label: str, texts: list[str], voices_by_split: dict[str, list[s
     # pico_share (each when it has voices here), else to espeak.
     voices = [v for split in SPLITS for v in voices_by_split[split]]
     split_of = {v: s for s, vs in voices_by_split.items() for v in vs}
-    cycles = [[v for v in voices if _engine_of(v) == name] for name in ENGINES]
+    cycles = [[v for v in voices if engine_of(v) == name] for name in ENGINES]
     turns = [int(rng.integers(len(cycle))) if cycle else 0 for cycle in cycles]
     dectalk_share = config.dectalk_share if cycles[1] else 0.0
     pico_share = config.pico_share if cycles[2] else 0.0
@@ -201,7 +213,7 @@ def engine_missing(engine: str) -> tuple[str, str] | None:
 
 def _engine_voices(config: SynthConfig, engine: str) -> list[str]:
     """Voices of an optional engine (DECtalk, Pico) if ``config`` uses it; says so when it is missing."""
-    if engine not in config.engines:
+    if engine not in config.used_engines():
         return []
     missing = engine_missing(engine)
     if missing:
@@ -213,10 +225,11 @@ def _engine_voices(config: SynthConfig, engine: str) -> list[str]:
 
 def available_engines(config: SynthConfig | None = None) -> list[str]:
     """The engines of ``config`` (default: the defaults) that synthesis will really use here."""
-    return [e for e in (config or SynthConfig()).engines if engine_missing(e) is None]
+    return [e for e in (config or SynthConfig()).used_engines() if engine_missing(e) is None]
 
 
-def _engine_of(voice: str) -> str:
+def engine_of(voice: str) -> str:
+    """The training engine that speaks ``voice`` (espeak, dectalk or pico)."""
     return "dectalk" if dectalk.is_dectalk(voice) else "pico" if pico.is_pico(voice) else "espeak"
 
 
@@ -290,8 +303,10 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
         job.out = out / job.rel
     _run_jobs(jobs, config.workers, progress)
     clips = [{"path": j.rel, "label": j.label, "split": j.split, "voice": j.voice,
-              "engine": "synthetic" if j.background else _engine_of(j.voice),
+              "engine": "synthetic" if j.background else engine_of(j.voice),
               "text": j.background or j.text} for j in jobs]
     write_manifest(out, {"format": MANIFEST_FORMAT, "phrase": phrase, "config": asdict(config),
-                         "voice_splits": voices, "speaker_splits": speakers, "clips": clips})
+                         "voice_splits": voices, "speaker_splits": speakers, "clips": clips,
+                         "provenance": dataset_provenance(clips, speakers, len(voices["train"]),
+                                                          config.licence_clean)})
     return load_dataset(out)

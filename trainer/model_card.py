@@ -59,7 +59,9 @@ def _training_section(p: dict[str, Any]) -> list[str]:
              f"- Exported with Hark {p.get('hark_version') or 'unknown'}"
              + (f"; dataset synthesized with Hark {data['synthesized_with_hark']}"
                 if data.get("synthesized_with_hark") else ""),
-             "", "| engine | version | licence | voices | clips |", "|---|---|---|---:|---:|"]
+             "", f"Clips and voices of the {' and '.join(p.get('splits', ['train', 'val']))} splits "
+             "(what training reads):", "",
+             "| engine | version | licence | voices | clips |", "|---|---|---|---:|---:|"]
     for e in p.get("engines", []):
         lines.append(f"| {e['name']} | {e.get('version') or 'unknown'} | {e['licence']} | "
                      f"{e.get('voices', 0)} | {e.get('clips', 0)} |")
@@ -118,8 +120,8 @@ def _weaknesses(manifest: Manifest) -> list[str]:
     if p:
         lines.append("- Every training voice is synthetic" + (
             f" apart from {others} clips from other sources" if others else
-            ": no recorded human speech") + ". This card has no measurement on recorded human "
-            "voices; expect more misses on them than on the sets above.")
+            ": no recorded human speech") + ". Nothing on this card was measured on recorded "
+            "human voices.")
     evaluation = manifest.metrics.get("evaluation")
     sets = evaluation.get("sets", {}) if isinstance(evaluation, dict) else {}
     in_sentence = [n for n in sets if "sentence" in n]

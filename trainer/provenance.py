@@ -31,8 +31,9 @@ DECTALK_PACKAGE = "npm dectalk 1.3.1"
 HARK_LICENCE = "Apache-2.0"
 MINED_FOLDER = "mined"
 """Subfolder `hark queue confirm` copies mined clips into (trainer/mining/queue.py)."""
-BACKGROUND_ENGINE = "synthetic"
-"""Engine the dataset manifest records for generated backgrounds (trainer/synth/build.py)."""
+TRAINING_SPLITS = ("train", "val")
+"""The splits training reads: train for the weights, val to choose the best epoch. The test
+split's voices make the espeak eval set, which the card reports as evaluation."""
 
 
 @dataclass(frozen=True)
@@ -131,17 +132,15 @@ def background_sources(babble_voices: int) -> list[dict[str, Any]]:
     ]
 
 
-def dataset_provenance(clips: list[dict], speakers: dict[str, list[str]], babble_voices: int,
-                       licence_clean: bool) -> dict[str, Any]:
+def dataset_provenance(clips: list[dict], babble_voices: int, licence_clean: bool) -> dict[str, Any]:
     """The ``provenance`` of a synthesized dataset manifest.
 
-    clips: the manifest's clip entries (each with an ``engine``); speakers: voices by split.
+    clips: the manifest's clip entries (each with an ``engine`` and a ``voice``); an engine's
+    voices are the distinct voices that speak at least one of its clips, in any split.
     """
-    from trainer.synth.build import engine_of  # the voice -> engine rule lives with synthesis
-    voices = Counter(engine_of(v) for names in speakers.values() for v in names)
     counts = Counter(c["engine"] for c in clips)
-    engines = [_engine_entry(e, voices[e], counts[e], engine_version(e))
-               for e in ENGINES if counts[e] or voices[e]]
+    voices = Counter(engine for engine, _ in {(c["engine"], c["voice"]) for c in clips if c["voice"]})
+    engines = [_engine_entry(e, voices[e], counts[e], engine_version(e)) for e in ENGINES if counts[e]]
     return {"format": PROVENANCE_FORMAT, "hark_version": hark_version(),
             "licence_clean": licence_clean, "engines": engines,
             "backgrounds": background_sources(babble_voices),
@@ -165,11 +164,11 @@ def manifest_sha256(root: Path) -> str:
 
 
 def _count_dataset(dataset: Dataset) -> tuple[Counter, Counter]:
-    """Clips by engine, and voices by engine, of the clips training reads."""
+    """Clips by engine, and voices by engine, of the clips training reads (TRAINING_SPLITS)."""
     clips: Counter = Counter()
     voices: dict[str, set[str]] = {}
     for clip in dataset.clips:
-        if clip.label == "rir":
+        if clip.label == "rir" or clip.split not in TRAINING_SPLITS:
             continue
         engine = clip.engine or USER_ENGINE
         if engine == USER_ENGINE and MINED_FOLDER in clip.path.relative_to(dataset.root).parts[1:-1]:
@@ -183,9 +182,10 @@ def _count_dataset(dataset: Dataset) -> tuple[Counter, Counter]:
 def training_provenance(dataset: Dataset, augment: Any) -> dict[str, Any]:
     """The ``provenance`` of an exported model: what ``dataset`` holds now and how training
     (``augment``: the run's trainer.config.AugmentConfig) mixed noise and reverb into it.
+    Clips and voices are counted in TRAINING_SPLITS.
 
     Datasets synthesized before provenance was recorded get their engines from their clips'
-    ``engine`` fields, with the versions installed now marked as such.
+    ``engine`` fields, and no versions (the ones installed now need not be those used then).
     """
     manifest = read_manifest(dataset.root)
     recorded = manifest.get("provenance") if isinstance(manifest.get("provenance"), dict) else {}
@@ -203,7 +203,7 @@ def training_provenance(dataset: Dataset, augment: Any) -> dict[str, Any]:
     noise: dict[str, Any] = {"used": "noise" in chain}
     if noise["used"]:
         if augment.noise_source == "background":
-            n_bg = sum(1 for c in dataset.clips if c.label == "background")
+            n_bg = sum(1 for c in dataset.clips if c.label == "background" and c.split == "train")
             noise.update(source="the dataset's background/ clips", clips=n_bg, sources=backgrounds)
         else:
             noise.update(source=f"{augment.noise_source} noise generated during training",
@@ -212,13 +212,14 @@ def training_provenance(dataset: Dataset, augment: Any) -> dict[str, Any]:
     if reverb["used"]:
         if augment.reverb_source == "rir":
             n_rir = len(dataset.select("rir"))
-            reverb.update(source=f"{n_rir} impulse responses from the dataset's rir/ folder",
+            reverb.update(source=f"{n_rir} impulse-response file(s) from the dataset's rir/ folder",
                           licence="that of those files (unknown to Hark)", commercial_output=None)
         else:
             reverb.update(source="synthetic rooms generated during training "
                                  "(plugins/augment_reverb.py)", licence=HARK_LICENCE,
                           commercial_output=True)
     return {"format": PROVENANCE_FORMAT, "hark_version": hark_version(),
+            "splits": list(TRAINING_SPLITS),
             "dataset": {"path": str(dataset.root), "phrase": dataset.phrase,
                         "manifest_sha256": manifest_sha256(dataset.root),
                         "synthesized_with_hark": recorded.get("hark_version", "")},

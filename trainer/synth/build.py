@@ -307,6 +307,6 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
               "text": j.background or j.text} for j in jobs]
     write_manifest(out, {"format": MANIFEST_FORMAT, "phrase": phrase, "config": asdict(config),
                          "voice_splits": voices, "speaker_splits": speakers, "clips": clips,
-                         "provenance": dataset_provenance(clips, speakers, len(voices["train"]),
+                         "provenance": dataset_provenance(clips, len(voices["train"]),
                                                           config.licence_clean)})
     return load_dataset(out)

@@ -33,6 +33,10 @@ def _rate(value: Any) -> str:
     return "n/a" if not isinstance(value, (int, float)) else f"{value:.2f}"
 
 
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else "?"
+
+
 def _eval_sets_manifest(evaluation: dict[str, Any], eval_root: Path | None) -> dict[str, Any]:
     """The eval sets' own manifest (voices per set), where it can be found."""
     for root in (eval_root, evaluation.get("eval_root")):
@@ -97,7 +101,7 @@ def _evaluation_section(manifest: Manifest, eval_root: Path | None) -> list[str]
               _eval_sets_manifest(evaluation, eval_root).get("sets", {}).items()}
     lines += [f"At the shipped threshold {manifest.threshold:.3f} (chosen on "
               f"`{evaluation.get('threshold_chosen_on', '?')}` for <= "
-              f"{evaluation.get('target_fa_per_hour', '?')} false accepts per hour"
+              f"{_number(evaluation.get('target_fa_per_hour'))} false accepts per hour"
               f"{', set in the studio' if evaluation.get('threshold_set_in') == 'studio' else ''}):",
               "", "| set | what it is | positives | negative hours | FRR | FA/h | "
               "best FRR at <= 0.5 FA/h | at <= 1 FA/h |", "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -141,7 +145,7 @@ def _weaknesses(manifest: Manifest) -> list[str]:
         fa = s.get("fa_per_hour")
         if isinstance(target, (int, float)) and isinstance(fa, (int, float)) and fa > target:
             lines.append(f"- On `{name}` the shipped threshold gives {fa:.2f} false accepts per hour, "
-                         f"above the {target} it was chosen for.")
+                         f"above the {_number(target)} it was chosen for.")
     lines.append(f"- English only, and only the phrase \"{manifest.wake_word}\".")
     return lines + [""]
 

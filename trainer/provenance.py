@@ -31,6 +31,8 @@ DECTALK_PACKAGE = "npm dectalk 1.3.1"
 HARK_LICENCE = "Apache-2.0"
 MINED_FOLDER = "mined"
 """Subfolder `hark queue confirm` copies mined clips into (trainer/mining/queue.py)."""
+NOT_ENGINES = frozenset({"synthetic", USER_ENGINE, "mined", ""})
+"""Clip sources that are not speech engines: generated backgrounds, hand-added, mined files."""
 TRAINING_SPLITS = ("train", "val")
 """The splits training reads: train for the weights, val to choose the best epoch. The test
 split's voices make the espeak eval set, which the card reports as evaluation."""
@@ -42,8 +44,8 @@ class EngineLicence:
 
     name: str
     licence: str
-    commercial_output: bool
-    """True when the engine's licence lets its output audio be used commercially."""
+    commercial_output: bool | None
+    """True when the engine's licence lets its output audio be used commercially (None: unknown)."""
     source: str
     note: str
 
@@ -114,7 +116,8 @@ def engine_version(engine: str) -> str:
 
 
 def _engine_entry(engine: str, voices: int, clips: int, version: str) -> dict[str, Any]:
-    info = ENGINES[engine]
+    info = ENGINES.get(engine) or EngineLicence(
+        engine, "unknown", None, "", "not in trainer.provenance.ENGINES: add its licence there")
     return {"engine": engine, "name": info.name, "version": version, "licence": info.licence,
             "commercial_output": info.commercial_output, "source": info.source, "note": info.note,
             "voices": voices, "clips": clips}
@@ -140,16 +143,22 @@ def dataset_provenance(clips: list[dict], babble_voices: int, licence_clean: boo
     """
     counts = Counter(c["engine"] for c in clips)
     voices = Counter(engine for engine, _ in {(c["engine"], c["voice"]) for c in clips if c["voice"]})
-    engines = [_engine_entry(e, voices[e], counts[e], engine_version(e)) for e in ENGINES if counts[e]]
+    engines = [_engine_entry(e, voices[e], counts[e], engine_version(e)) for e in _speech_engines(counts)]
     return {"format": PROVENANCE_FORMAT, "hark_version": hark_version(),
             "licence_clean": licence_clean, "engines": engines,
             "backgrounds": background_sources(babble_voices),
             "commercial_use": commercial_use(engines)}
 
 
+def _speech_engines(counts: Counter) -> list[str]:
+    """The speech engines among ``counts``' keys: the known ones in ENGINES order, then others."""
+    present = [e for e in counts if counts[e] and e not in NOT_ENGINES]
+    return [e for e in ENGINES if e in present] + sorted(e for e in present if e not in ENGINES)
+
+
 def commercial_use(engines: list[dict[str, Any]]) -> str:
     """One sentence: may the training speech be used commercially, and if not, why not."""
-    unclear = [e["name"] for e in engines if e.get("commercial_output") is False and e.get("clips")]
+    unclear = [e["name"] for e in engines if e.get("commercial_output") is not True and e.get("clips")]
     if unclear:
         return (f"unclear: {', '.join(unclear)} made part of the training speech and its licence "
                 "does not clearly allow commercial use of its output (synthesize with "
@@ -192,7 +201,7 @@ def training_provenance(dataset: Dataset, augment: Any) -> dict[str, Any]:
     versions = {e["engine"]: e.get("version", "") for e in recorded.get("engines", [])
                 if isinstance(e, dict) and "engine" in e}
     clips, voices = _count_dataset(dataset)
-    engines = [_engine_entry(e, voices[e], clips[e], versions.get(e, "")) for e in ENGINES if clips[e]]
+    engines = [_engine_entry(e, voices[e], clips[e], versions.get(e, "")) for e in _speech_engines(clips)]
     others = []
     for key, source in (("mined", MINED_SOURCE), (USER_ENGINE, USER_SOURCE)):
         if clips[key]:

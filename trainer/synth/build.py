@@ -169,7 +169,7 @@ def _speech_jobs(label: str, texts: list[str], voices_by_split: dict[str, list[s
     # pico_share (each when it has voices here), else to espeak.
     voices = [v for split in SPLITS for v in voices_by_split[split]]
     split_of = {v: s for s, vs in voices_by_split.items() for v in vs}
-    cycles = [[v for v in voices if engine_of(v) == name] for name in ENGINES]
+    cycles = [[v for v in voices if _engine_of(v) == name] for name in ENGINES]
     turns = [int(rng.integers(len(cycle))) if cycle else 0 for cycle in cycles]
     dectalk_share = config.dectalk_share if cycles[1] else 0.0
     pico_share = config.pico_share if cycles[2] else 0.0
@@ -228,8 +228,7 @@ def available_engines(config: SynthConfig | None = None) -> list[str]:
     return [e for e in (config or SynthConfig()).used_engines() if engine_missing(e) is None]
 
 
-def engine_of(voice: str) -> str:
-    """The training engine that speaks ``voice`` (espeak, dectalk or pico)."""
+def _engine_of(voice: str) -> str:
     return "dectalk" if dectalk.is_dectalk(voice) else "pico" if pico.is_pico(voice) else "espeak"
 
 
@@ -303,7 +302,7 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
         job.out = out / job.rel
     _run_jobs(jobs, config.workers, progress)
     clips = [{"path": j.rel, "label": j.label, "split": j.split, "voice": j.voice,
-              "engine": "synthetic" if j.background else engine_of(j.voice),
+              "engine": "synthetic" if j.background else _engine_of(j.voice),
               "text": j.background or j.text} for j in jobs]
     write_manifest(out, {"format": MANIFEST_FORMAT, "phrase": phrase, "config": asdict(config),
                          "voice_splits": voices, "speaker_splits": speakers, "clips": clips,

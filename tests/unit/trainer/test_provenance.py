@@ -148,3 +148,13 @@ def test_card_of_a_folder_exported_before_provenance():
     assert card.startswith('# Wake-word model: "hey jarvis"')
     assert "No provenance was recorded" in card and "Not evaluated on continuous audio yet" in card
     assert "## Licence notes" in card and "Apache-2.0" in card
+
+
+def test_an_engine_without_a_recorded_licence_is_marked_unknown_not_clean():
+    from trainer.provenance import dataset_provenance
+    clips = [{"engine": "espeak", "voice": "en-us+m3"}, {"engine": "kokoro", "voice": "kokoro:a"},
+             {"engine": "kokoro", "voice": "kokoro:b"}, {"engine": "synthetic", "voice": ""}]
+    p = dataset_provenance(clips, babble_voices=1, licence_clean=False)
+    assert [(e["engine"], e["voices"], e["clips"]) for e in p["engines"]] == [("espeak", 1, 1), ("kokoro", 2, 2)]
+    assert p["engines"][1]["licence"] == "unknown" and p["engines"][1]["commercial_output"] is None
+    assert p["commercial_use"].startswith("unclear: kokoro") and "kokoro" not in LICENCE_CLEAN_ENGINES

@@ -23,11 +23,12 @@ function listed(words) {
   return words.length > 1 ? `${words.slice(0, -1).join(", ")} and ${words.at(-1)}` : words[0];
 }
 
-// Which engines synthesis uses here, and how to add the missing ones.
-function enginesText(engines) {
+// Which engines synthesis uses here, and how to add the missing ones; leftOut: engines the
+// licence-clean toggle leaves out (installed or not).
+function enginesText(engines, leftOut = []) {
   const used = `${listed(engines.map((e) => ENGINE_NAMES[e]))} voices say the phrase, ordinary speech ` +
     "and sound-alike phrases; runs `hark synth`.";
-  const missing = Object.keys(ENGINE_FIXES).filter((e) => !engines.includes(e));
+  const missing = Object.keys(ENGINE_FIXES).filter((e) => !engines.includes(e) && !leftOut.includes(e));
   if (!missing.length) return used;
   return `${used} ${listed(missing.map((e) => ENGINE_NAMES[e]))} ${missing.length > 1 ? "are" : "is"} ` +
     `not installed, so models will generalize worse to unseen voices: ${missing.map((e) => ENGINE_FIXES[e]).join("; ")}.`;
@@ -128,8 +129,10 @@ export async function init(section) {
   const overwrite = el("input", { type: "checkbox" });
   const licenceClean = el("input", { type: "checkbox", checked: defaults.licence_clean, "data-role": "licence-clean" });
   const enginesNote = el("p", { class: "muted", "data-role": "engines" }, enginesText(defaults.engines));
+  const leftOut = Object.keys(defaults.licences).filter((e) => !defaults.licences[e].commercial_output);
   licenceClean.addEventListener("change", () => {
-    enginesNote.textContent = enginesText(licenceClean.checked ? defaults.licence_clean_engines : defaults.engines);
+    enginesNote.textContent = licenceClean.checked ? enginesText(defaults.licence_clean_engines, leftOut)
+      : enginesText(defaults.engines);
   });
   const synthJob = jobView("synth", { onUpdate: (job) => onJobChange("synth", job) });
   const synthCard = el("div", { class: "card", "data-card": "synth" }, el("h2", {}, "Synthesize a dataset"),

@@ -158,3 +158,15 @@ def test_an_engine_without_a_recorded_licence_is_marked_unknown_not_clean():
     assert [(e["engine"], e["voices"], e["clips"]) for e in p["engines"]] == [("espeak", 1, 1), ("kokoro", 2, 2)]
     assert p["engines"][1]["licence"] == "unknown" and p["engines"][1]["commercial_output"] is None
     assert p["commercial_use"].startswith("unclear: kokoro") and "kokoro" not in LICENCE_CLEAN_ENGINES
+
+
+def test_cli_licence_clean_with_dectalk_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+    out = tmp_path / "d"
+    result = CliRunner().invoke(main, ["synth", PHRASE, "--out", str(out), "--engine", "dectalk",
+                                       "--license-clean", "--no-eval"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--engine dectalk with --licence-clean" in result.output and not out.exists()
+    assert "--licence-clean" in CliRunner().invoke(main, ["run", "--help"]).output

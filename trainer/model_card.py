@@ -54,10 +54,11 @@ def _training_section(p: dict[str, Any]) -> list[str]:
         return ["No provenance was recorded: this folder was exported before Hark recorded "
                 "training data sources. Re-export the run to add it.", ""]
     data = p.get("dataset", {})
-    lines = [f"All speech in the training set was synthesized"
-             f"{' licence-clean (engines whose licences allow commercial use of their output)' if p.get('licence_clean') else ''}"
-             f"{', plus the other sources below' if p.get('other_sources') else ''}.",
-             "",
+    how = ("with licence-clean synthesis (only engines whose licences allow commercial use of "
+           "their output)" if p.get("licence_clean") else "with the default engine mix")
+    origin = ("Training speech was synthesized" if not p.get("other_sources")
+              else "Training speech was synthesized, apart from the other sources in the table,")
+    lines = [f"{origin} {how}.", "",
              f"- Dataset: `{data.get('path', '?')}` (phrase \"{data.get('phrase')}\"), manifest "
              f"SHA-256 `{data.get('manifest_sha256') or 'n/a'}`",
              f"- Exported with Hark {p.get('hark_version') or 'unknown'}"

@@ -46,6 +46,8 @@ PUNCTUATION = ("", ".", "!", "?", ",")
 """Endings appended to the phrase: espeak's intonation follows them."""
 GENERATED_DIRS = LABELS + ("eval",)
 """What ``overwrite=True`` deletes: only folders this tool writes, plus the manifest."""
+SILENT_PEAK = 1e-4
+"""Peak amplitude below which an engine's output counts as no speech (-80 dBFS)."""
 
 
 @dataclass
@@ -143,6 +145,16 @@ def split_voices(voices: list[str], seed: int, val_fraction: float,
     }
 
 
+def require_speech(audio: np.ndarray, voice: str, text: str) -> np.ndarray:
+    """``audio`` if an engine really spoke; else an error naming the voice and the text, so an
+    engine that returns nothing never becomes an empty clip that fails later as a bad file."""
+    if len(audio) == 0 or float(np.max(np.abs(audio))) < SILENT_PEAK:
+        raise TrainerError(f"{voice}: the speech engine returned {'no audio' if len(audio) == 0 else 'only silence'} "
+                           f"for {text!r}. Fix: check that the voice speaks, or leave its engine "
+                           "out (hark synth --engine ...)")
+    return audio
+
+
 def _render(job: _Job) -> None:
     rng = np.random.default_rng(job.seed)
     if job.background:
@@ -155,6 +167,7 @@ def _render(job: _Job) -> None:
             audio = pico.synthesize(job.text, job.voice, rng)
         else:
             audio = synthesize(job.text, job.voice, job.rate, job.pitch, job.pitch_range)
+        require_speech(audio, job.voice, job.text)
         if job.warp:
             audio = random_warp(audio, rng, job.strength)
         audio = trim_silence(audio, rng.uniform(*TRIM_MARGIN_RANGE_S))

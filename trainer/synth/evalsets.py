@@ -37,6 +37,7 @@ from sentry.constants import SAMPLE_RATE
 from trainer.audio import write_wav
 from trainer.dataset import read_manifest, write_manifest
 from trainer.errors import TrainerError
+from trainer.synth.build import require_speech
 from trainer.synth.espeak import synthesize
 from trainer.synth.heldout import (STANDARD_VOICES, engine_versions, install_hint,
                                    list_heldout_voices, synthesize_heldout)
@@ -77,8 +78,9 @@ Speaker = Callable[[str, str, np.random.Generator], np.ndarray]
 
 
 def _espeak_speaker(text: str, voice: str, rng: np.random.Generator) -> np.ndarray:
-    audio = synthesize(text, voice, int(rng.integers(*ESPEAK_RATE_WPM)),
-                       int(rng.integers(*ESPEAK_PERCENT)), int(rng.integers(*ESPEAK_PERCENT)))
+    audio = require_speech(synthesize(text, voice, int(rng.integers(*ESPEAK_RATE_WPM)),
+                                      int(rng.integers(*ESPEAK_PERCENT)),
+                                      int(rng.integers(*ESPEAK_PERCENT))), voice, text)
     if rng.random() < ESPEAK_WARP_PROBABILITY:
         audio = random_warp(audio, rng, ESPEAK_WARP_STRENGTH)
     return audio

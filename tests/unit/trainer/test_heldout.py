@@ -114,3 +114,18 @@ def test_a_pinned_voice_missing_here_is_an_error_saying_which(monkeypatch):
         evalsets.heldout_voices_for(pin)
     assert evalsets.heldout_voices_for({"voices": ["flite:slt"]})["voices"] == ["flite:slt"]
     assert evalsets.heldout_voices_for(None, ["flite:kal"])["installed_not_used"] == ["flite:slt"]
+
+
+def test_a_training_engine_that_returns_no_audio_is_an_error_naming_the_voice(tmp_path, monkeypatch):
+    import numpy as np
+
+    from trainer.synth import build
+    monkeypatch.setattr(build, "synthesize", lambda text, voice, *a: np.zeros(0, np.float32))
+    config = build.SynthConfig(n_positive=2, n_negative_speech=0, n_neighbour=0, background_files=0,
+                               engines=("espeak",), workers=1)
+    with pytest.raises(TrainerError, match=r"en[\w+-]*: the speech engine returned no audio for "
+                                           r"'hey jarvis"):
+        build.synthesize_dataset("hey jarvis", tmp_path / "d", config, progress=False)
+    assert build.require_speech(np.full(10, 0.5, np.float32), "v", "t").shape == (10,)
+    with pytest.raises(TrainerError, match="only silence"):
+        build.require_speech(np.zeros(10, np.float32), "v", "t")

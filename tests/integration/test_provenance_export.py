@@ -22,6 +22,14 @@ from trainer.provenance import hark_version
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    """An export of its own: the shared one's card is rewritten by other tests' evaluations."""
+    from trainer.export import export_run
+    folder, _ = export_run(trained_run, tmp_path_factory.mktemp("provenance") / "export")
+    return folder
+
+
 def test_export_holds_provenance_and_the_card(exported, tiny_dataset):
     p = load_manifest(exported).provenance
     assert p["hark_version"] == hark_version() and p["licence_clean"] is False

@@ -6,6 +6,9 @@ An exported folder holds:
   model.int8.onnx   the classifier quantized to INT8 (same input/output)
   clip.onnx         whole-window scorer: float32 pcm [B, CLIP_SAMPLES] -> prob [B] (judge, batch)
   manifest.json     this file
+  MODEL_CARD.md     for people: training data, licences, evaluation (the sentry never reads it)
+
+Fields added after format 1 first shipped have defaults, so folders exported before them load.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class Manifest:
     files: dict[str, str]
     metrics: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """Training data sources and their licences, dataset hash, Hark version (trainer.provenance);
+    kept through rewrites, never read by the sentry; empty in folders exported before it."""
     format_version: int = FORMAT_VERSION
 
     @property

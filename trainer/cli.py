@@ -40,15 +40,19 @@ def main(verbose: bool) -> None:
               help="Speech engines to use (repeat the option; espeak is always one). Default: "
                    "espeak and, where installed, DECtalk (scripts/install_dectalk.sh) and "
                    "SVOX Pico (the pico extra).")
+@click.option("--licence-clean", "--license-clean", "licence_clean", is_flag=True,
+              help="Only engines whose licences allow commercial use of their output "
+                   "(espeak-ng, SVOX Pico); leaves DECtalk (licence unclear) out.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset folder.")
 @_fail_cleanly
 def synth(phrase: str, out: Path, positives, negatives, neighbours, with_eval: bool,
-          eval_minutes: float, seed: int, engines: tuple[str, ...], overwrite: bool) -> None:
+          eval_minutes: float, seed: int, engines: tuple[str, ...], licence_clean: bool,
+          overwrite: bool) -> None:
     """Synthesize a training dataset for PHRASE with espeak-ng, DECtalk and Pico voices."""
     from .pipeline import synth_all
     synth_all(phrase, out, positives=positives, negatives=negatives, neighbours=neighbours,
               with_eval=with_eval, eval_minutes=eval_minutes, seed=seed, overwrite=overwrite,
-              engines=engines or None)
+              engines=engines or None, licence_clean=licence_clean)
 
 
 @main.command(name="synth-stream")
@@ -173,11 +177,15 @@ def evaluate(model_dir: Path, eval_root: Path, target_fa: float, int8: bool, out
               show_default=True, help="Where data, runs and reports go.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--fresh", is_flag=True, help="Delete earlier data and runs for this phrase first.")
+@click.option("--licence-clean", "--license-clean", "licence_clean", is_flag=True,
+              help="Synthesize only with engines whose licences allow commercial use of their "
+                   "output (as `hark synth --licence-clean`).")
 @_fail_cleanly
-def run(phrase: str, workdir: Path, config_path, fresh: bool) -> None:
+def run(phrase: str, workdir: Path, config_path, fresh: bool, licence_clean: bool) -> None:
     """The whole job: synthesize, train, export, evaluate, and scan a test recording."""
     from .pipeline import run_all
-    summary = run_all(phrase, workdir, config_path=config_path, fresh=fresh)
+    summary = run_all(phrase, workdir, config_path=config_path, fresh=fresh,
+                      licence_clean=licence_clean)
     click.echo(json.dumps(summary, indent=2))
 
 

@@ -2,7 +2,8 @@
 
 Writes features.onnx (streaming frontend), model.onnx (classifier over the frame
 window), model.int8.onnx (static INT8 quantization of the classifier), clip.onnx
-(raw 1.5 s PCM -> probability) and manifest.json. Every graph is compared against
+(raw 1.5 s PCM -> probability), manifest.json (with the training data's provenance) and
+MODEL_CARD.md. Every graph is compared against
 torch on real windows from the dataset; a mismatch beyond tolerance is an error.
 """
 
@@ -33,7 +34,9 @@ from .data import WindowSampler, load_pools, open_dataset
 from .errors import TrainerError
 from .features import LogMel
 from .loop import BEST, load_checkpoint
+from .model_card import write_model_card
 from .models import build_model, count_parameters
+from .provenance import training_provenance
 
 log = logging.getLogger(__name__)
 # The exporter logs a warning per torchvision op it cannot register; hark uses none of them.
@@ -230,6 +233,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
         smoothing_hops=config.trigger.smoothing_hops, refractory_s=config.trigger.refractory_s,
         parameters=count_parameters(model), architecture=config.model.architecture,
         config_hash=config.hash(), files=files, metrics=metrics,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        provenance=training_provenance(open_dataset(config), config.augment))
     manifest.write(out)
+    write_model_card(out)
     return out, manifest

@@ -33,14 +33,22 @@ DEMO_PHRASES = 6
 def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives: int | None = None,
               neighbours: int | None = None, with_eval: bool = True, eval_minutes: float = 60.0,
               seed: int = 0, overwrite: bool = False, progress: bool = True,
-              engines: tuple[str, ...] | None = None) -> dict[str, Any]:
+              engines: tuple[str, ...] | None = None, licence_clean: bool = False) -> dict[str, Any]:
     """Synthesize the dataset (and its eval sets). ``engines`` names the speech engines; None
-    means espeak plus DECtalk and Pico where installed, while naming one requires it."""
+    means espeak plus DECtalk and Pico where installed, while naming one requires it.
+    ``licence_clean``: only engines whose licences allow commercial use of their output."""
+    from .provenance import ENGINES, LICENCE_CLEAN_ENGINES
     from .synth.build import SynthConfig, engine_missing, synthesize_dataset
     from .synth.evalsets import synthesize_eval_sets
-    settings = SynthConfig(seed=seed)
+    settings = SynthConfig(seed=seed, licence_clean=licence_clean)
     if engines is not None:
         settings.engines = tuple(dict.fromkeys(("espeak", *engines)))
+        unclear = [e for e in settings.engines if licence_clean and e not in LICENCE_CLEAN_ENGINES]
+        if unclear:
+            info = ENGINES[unclear[0]]
+            raise TrainerError(f"--engine {unclear[0]} with --licence-clean: {info.name}'s licence is "
+                               f"{info.licence} ({info.note}). Fix: leave out --engine {unclear[0]} "
+                               "or --licence-clean")
         for engine in settings.engines:
             missing = engine_missing(engine)
             if missing:
@@ -76,7 +84,7 @@ def evaluate_and_report(model_dir: Path, eval_root: Path, *, target_fa: float = 
     json_path, png_path = write_report(reports, out or model_dir, operating_threshold=threshold)
     summary: dict[str, Any] = {"threshold": threshold, "threshold_chosen_on": by_name.get(
         RECOMMEND_ON, reports[0]).name, "target_fa_per_hour": target_fa, "sets": {},
-        "report": str(json_path), "det_curve": str(png_path)}
+        "report": str(json_path), "det_curve": str(png_path), "eval_root": str(eval_root)}
     print(f"\nthreshold {threshold:.3f} (chosen on '{summary['threshold_chosen_on']}' "
           f"for <= {target_fa} FA/h)")
     for report in reports:
@@ -88,10 +96,12 @@ def evaluate_and_report(model_dir: Path, eval_root: Path, *, target_fa: float = 
     print_eval_table(summary["sets"])
     print(f"report: {json_path}\nDET curve: {png_path}")
     if update_manifest:
+        from .model_card import write_model_card
         manifest = load_manifest(model_dir)
         manifest.threshold = threshold
         manifest.metrics["evaluation"] = summary
         manifest.write(model_dir)
+        write_model_card(model_dir, eval_root)  # the card shows what the manifest now says
     return summary
 
 
@@ -130,8 +140,21 @@ def make_demo_recording(eval_set: Path, out_wav: Path, seed: int = 0) -> list[tu
     return regions
 
 
+def _check_licence_clean(data_dir: Path, licence_clean: bool) -> None:
+    """A reused dataset must have been synthesized as licence-clean as this run asks."""
+    from .dataset import read_manifest
+    provenance = read_manifest(data_dir).get("provenance") or {}
+    recorded = bool(provenance.get("licence_clean", False))
+    if recorded != licence_clean:
+        raise TrainerError(f"{data_dir} was synthesized {'with' if recorded else 'without'} "
+                           f"--licence-clean, this run asks {'for' if licence_clean else 'without'} "
+                           f"it. Fix: add --fresh to rebuild the dataset, or "
+                           f"{'add' if recorded else 'drop'} --licence-clean")
+
+
 def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fresh: bool = False,
-            progress: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+            progress: bool = True, overrides: dict[str, Any] | None = None,
+            licence_clean: bool = False) -> dict[str, Any]:
     from .config import load_config
     from .export import export_run
     from .loop import LAST, train
@@ -152,10 +175,11 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
 
     t0 = time.monotonic()
     if (data_dir / "manifest.json").is_file() and (data_dir / "eval" / "manifest.json").is_file():
+        _check_licence_clean(data_dir, licence_clean)
         print(f"== reusing dataset {data_dir} (use --fresh to rebuild)")
     else:
-        print(f"== 1/5 synthesizing '{phrase}' into {data_dir}")
-        synth_all(phrase, data_dir, overwrite=True, progress=progress)
+        print(f"== 1/5 synthesizing '{phrase}' into {data_dir}{' (licence-clean)' if licence_clean else ''}")
+        synth_all(phrase, data_dir, overwrite=True, progress=progress, licence_clean=licence_clean)
     step("synthesize", t0)
 
     t0 = time.monotonic()

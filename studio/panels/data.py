@@ -4,7 +4,8 @@ and list its files to listen to.
     GET  /api/data/defaults                          the synthesis form's defaults (the CLI's)
     POST /api/data/create   {name}                   an empty dataset (class folders) to import into
     POST /api/data/synth    {phrase, name, positives, negatives, neighbours, eval, eval_minutes,
-                             seed, overwrite}        -> the "synth" job (`hark synth`)
+                             seed, licence_clean, overwrite}
+                                                     -> the "synth" job (`hark synth`)
     POST /api/data/import   {dataset, label, paths}  -> the "import" job (python -m studio.importer)
     GET  /api/data/health?dataset=NAME               studio.health.dataset_health of data/NAME
     GET  /api/data/samples?dataset=NAME&label=L&offset=0&limit=20
@@ -74,12 +75,17 @@ def _int(body: dict[str, Any], field: str, default: int, low: int, high: int) ->
 def synth_defaults() -> dict[str, Any]:
     """The CLI's defaults (`hark synth`), so the form and the command never disagree."""
     from trainer.cli import synth
+    from trainer.provenance import ENGINES
     from trainer.synth.build import SynthConfig, available_engines
     options = {p.name: p.default for p in synth.params}
     config = SynthConfig()
     return {"engines": available_engines(config), "positives": config.n_positive, "negatives": config.n_negative_speech,
             "neighbours": config.n_neighbour, "eval": options["with_eval"],
             "eval_minutes": options["eval_minutes"], "seed": options["seed"],
+            "licence_clean": config.licence_clean,
+            "licence_clean_engines": available_engines(SynthConfig(licence_clean=True)),
+            "licences": {name: {"name": e.name, "licence": e.licence, "commercial_output": e.commercial_output}
+                         for name, e in ENGINES.items()},
             "eval_minutes_range": list(EVAL_MINUTES_RANGE), "max_clips": MAX_CLIPS}
 
 
@@ -135,6 +141,9 @@ def synth():
     if not low <= minutes <= high:
         raise _invalid("eval_minutes", f"eval minutes: must be between {low} and {high}, got {minutes:g}")
     overwrite = bool(body.get("overwrite"))
+    licence_clean = body.get("licence_clean", found["licence_clean"])
+    if not isinstance(licence_clean, bool):
+        raise _invalid("licence_clean", f"licence-clean: expected true or false, got {licence_clean!r}")
     out = _dataset(name, must_exist=False)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise StudioError(f"dataset {name!r} already exists: choose another name, or tick Overwrite to "
@@ -143,9 +152,11 @@ def synth():
     argv = ["synth", "--out", f"data/{name}", "--seed", seed,
             *(arg for field, n in counts.items() for arg in (f"--{field}", n)),
             *(["--eval", "--eval-minutes", f"{minutes:g}"] if with_eval else ["--no-eval"]),
+            *(["--licence-clean"] if licence_clean else []),
             *(["--overwrite"] if overwrite else []), "--", phrase]
-    job = get_studio().jobs.start("synth", hark_argv(*argv), title=f"synthesize {phrase!r} into {name}",
-                                  meta={"dataset": name, "phrase": phrase})
+    job = get_studio().jobs.start("synth", hark_argv(*argv), title=f"synthesize {phrase!r} into {name}"
+                                  f"{' (licence-clean)' if licence_clean else ''}",
+                                  meta={"dataset": name, "phrase": phrase, "licence_clean": licence_clean})
     return jsonify({"job": get_studio().jobs.describe(job)})
 
 

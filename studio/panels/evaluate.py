@@ -29,6 +29,7 @@ from sentry.errors import SentryError
 from sentry.manifest import load_manifest
 from sentry.postprocess import HOP_SECONDS, detect_hops, smooth
 from trainer.errors import TrainerError
+from trainer.model_card import write_model_card
 from trainer.evaluate import (
     DEFAULT_TARGET_FA_PER_HOUR,
     REPORT_JSON,
@@ -250,6 +251,7 @@ def store_threshold():
     evaluation["sets"] = sets
     manifest.metrics["evaluation"] = evaluation
     path = manifest.write(folder)  # temp file + rename: a reader never sees half a manifest
+    write_model_card(folder)  # the card shows the stored threshold and what it measures
     return jsonify({"run": folder.parent.name, "before": before, "after": manifest.threshold,
                     "manifest": f"runs/{folder.parent.name}/{folder.name}/{path.name}", "pick": pick})
 

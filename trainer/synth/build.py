@@ -8,6 +8,10 @@ installed (``trainer/synth/dectalk.py``, ``trainer/synth/pico.py``: more engines
 most on voices never heard in training; Pico's two voices are training voices only).
 ``hard_negative/`` gets confusable neighbours, ``negative/`` ordinary sentences and
 ``background/`` noise, music, hum and babble.
+
+``licence_clean`` keeps to the engines whose licences allow commercial use of their output
+(espeak-ng and SVOX Pico; DECtalk's licence is unclear): see ``trainer.provenance``. The manifest
+records the engines, voices, clip counts and licences (``provenance``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from tqdm import tqdm
 from trainer.audio import write_wav
 from trainer.dataset import LABELS, MANIFEST, MANIFEST_FORMAT, SPLITS, Dataset, load_dataset, write_manifest
 from trainer.errors import TrainerError
+from trainer.provenance import LICENCE_CLEAN_ENGINES, dataset_provenance
 from trainer.synth import dectalk, pico
 from trainer.synth.espeak import list_voices, synthesize
 from trainer.synth.noise import BACKGROUND_KINDS, NEUTRAL_PHRASE, make_background
@@ -41,6 +46,8 @@ PUNCTUATION = ("", ".", "!", "?", ",")
 """Endings appended to the phrase: espeak's intonation follows them."""
 GENERATED_DIRS = LABELS + ("eval",)
 """What ``overwrite=True`` deletes: only folders this tool writes, plus the manifest."""
+SILENT_PEAK = 1e-4
+"""Peak amplitude below which an engine's output counts as no speech (-80 dBFS)."""
 
 
 @dataclass
@@ -71,6 +78,13 @@ class SynthConfig:
     """Fraction of speech clips spoken by DECtalk when it is used."""
     pico_share: float = 0.15
     """Fraction of speech clips spoken by Pico when it is used; the rest are espeak."""
+    licence_clean: bool = False
+    """Use only engines whose licences allow commercial use of their output (espeak-ng, SVOX
+    Pico): DECtalk is left out, its clips go to the others (``hark synth --licence-clean``)."""
+
+    def used_engines(self) -> tuple[str, ...]:
+        """``engines``, less those ``licence_clean`` leaves out (installed or not)."""
+        return tuple(e for e in self.engines if not self.licence_clean or e in LICENCE_CLEAN_ENGINES)
 
     def check(self) -> None:
         problems = []
@@ -131,6 +145,16 @@ def split_voices(voices: list[str], seed: int, val_fraction: float,
     }
 
 
+def require_speech(audio: np.ndarray, voice: str, text: str) -> np.ndarray:
+    """``audio`` if an engine really spoke; else an error naming the voice and the text, so an
+    engine that returns nothing never becomes an empty clip that fails later as a bad file."""
+    if len(audio) == 0 or float(np.max(np.abs(audio))) < SILENT_PEAK:
+        raise TrainerError(f"{voice}: the speech engine returned {'no audio' if len(audio) == 0 else 'only silence'} "
+                           f"for {text!r}. Fix: check that the voice speaks, or leave its engine "
+                           "out (hark synth --engine ...)")
+    return audio
+
+
 def _render(job: _Job) -> None:
     rng = np.random.default_rng(job.seed)
     if job.background:
@@ -143,6 +167,7 @@ def _render(job: _Job) -> None:
             audio = pico.synthesize(job.text, job.voice, rng)
         else:
             audio = synthesize(job.text, job.voice, job.rate, job.pitch, job.pitch_range)
+        require_speech(audio, job.voice, job.text)
         if job.warp:
             audio = random_warp(audio, rng, job.strength)
         audio = trim_silence(audio, rng.uniform(*TRIM_MARGIN_RANGE_S))
@@ -201,7 +226,7 @@ def engine_missing(engine: str) -> tuple[str, str] | None:
 
 def _engine_voices(config: SynthConfig, engine: str) -> list[str]:
     """Voices of an optional engine (DECtalk, Pico) if ``config`` uses it; says so when it is missing."""
-    if engine not in config.engines:
+    if engine not in config.used_engines():
         return []
     missing = engine_missing(engine)
     if missing:
@@ -213,7 +238,7 @@ def _engine_voices(config: SynthConfig, engine: str) -> list[str]:
 
 def available_engines(config: SynthConfig | None = None) -> list[str]:
     """The engines of ``config`` (default: the defaults) that synthesis will really use here."""
-    return [e for e in (config or SynthConfig()).engines if engine_missing(e) is None]
+    return [e for e in (config or SynthConfig()).used_engines() if engine_missing(e) is None]
 
 
 def _engine_of(voice: str) -> str:
@@ -293,5 +318,7 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
               "engine": "synthetic" if j.background else _engine_of(j.voice),
               "text": j.background or j.text} for j in jobs]
     write_manifest(out, {"format": MANIFEST_FORMAT, "phrase": phrase, "config": asdict(config),
-                         "voice_splits": voices, "speaker_splits": speakers, "clips": clips})
+                         "voice_splits": voices, "speaker_splits": speakers, "clips": clips,
+                         "provenance": dataset_provenance(clips, len(voices["train"]),
+                                                          config.licence_clean)})
     return load_dataset(out)

@@ -7,10 +7,15 @@ Two sets are written under ``<dataset>/eval/``, each with ``positive/*.wav`` (th
 - ``espeak/``: only the dataset's *test-split* espeak voices, read from ``manifest.json``
   (``voice_splits.test``: about 10 of the 104 base+variant voices). Same engine as training, new
   speakers: measures speaker generalisation.
-- ``heldout/``: every installed flite voice (kal, kal16, awb, rms, slt; not awb_time) and
-  festival voice (e.g. kal_diphone, cmu_us_slt_arctic_hts, plus ked/rab diphones if installed).
+- ``heldout/``: the standard held-out voices (``trainer.synth.heldout.STANDARD_VOICES``: flite's
+  kal, kal16, awb, rms, slt and festival's kal_diphone, ked_diphone, cmu_us_slt_arctic_hts).
   No training clip ever comes from these engines: measures generalisation beyond espeak's
   synthesis artefacts. Speech is varied with duration stretch (0.8-1.25) and pitch shifts.
+
+The held-out voices and the recipe are pinned in the dataset's ``manifest.json``
+(``heldout_eval``): other voices installed on the machine never join, a standard voice that is
+missing is named (and the set is marked as differing), and rebuilding the eval sets of a dataset
+uses its pinned voices or says which of them this machine lacks.
 
 Babble inside both streams uses the espeak test voices, so no training voice leaks in either.
 ``eval/manifest.json`` lists the voices of each set, counts and durations.
@@ -20,8 +25,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +35,12 @@ from tqdm import tqdm
 
 from sentry.constants import SAMPLE_RATE
 from trainer.audio import write_wav
-from trainer.dataset import read_manifest
+from trainer.dataset import read_manifest, write_manifest
 from trainer.errors import TrainerError
+from trainer.synth.build import require_speech
 from trainer.synth.espeak import synthesize
-from trainer.synth.heldout import list_heldout_voices, synthesize_heldout
+from trainer.synth.heldout import (STANDARD_VOICES, engine_versions, install_hint,
+                                   list_heldout_voices, synthesize_heldout)
 from trainer.synth.noise import make_background
 from trainer.synth.text import contains_phrase, normalise_phrase, ordinary_sentences, phonetic_neighbours
 from trainer.synth.warps import peak_normalize, pitch_shift, random_warp, trim_silence
@@ -61,13 +69,18 @@ ESPEAK_WARP_STRENGTH = 0.7
 TRIM_MARGIN_S = (0.1, 0.2)
 LOOKBACK_SEGMENTS = 3
 """Texts this far back are checked together so adjacent pieces never spell the phrase."""
+PIN_KEY = "heldout_eval"
+"""Key of the dataset manifest that pins the held-out voices and the eval-set recipe."""
+RECIPE_VERSION = 1
+"""Bumped whenever the way eval sets are made changes, so an old pin shows it differs."""
 
 Speaker = Callable[[str, str, np.random.Generator], np.ndarray]
 
 
 def _espeak_speaker(text: str, voice: str, rng: np.random.Generator) -> np.ndarray:
-    audio = synthesize(text, voice, int(rng.integers(*ESPEAK_RATE_WPM)),
-                       int(rng.integers(*ESPEAK_PERCENT)), int(rng.integers(*ESPEAK_PERCENT)))
+    audio = require_speech(synthesize(text, voice, int(rng.integers(*ESPEAK_RATE_WPM)),
+                                      int(rng.integers(*ESPEAK_PERCENT)),
+                                      int(rng.integers(*ESPEAK_PERCENT))), voice, text)
     if rng.random() < ESPEAK_WARP_PROBABILITY:
         audio = random_warp(audio, rng, ESPEAK_WARP_STRENGTH)
     return audio
@@ -144,6 +157,71 @@ def _split_voices(manifest: dict, dataset: Path, split: str, phrase: str) -> lis
     return voices
 
 
+def recipe(*, negative_minutes_espeak: float, negative_minutes_heldout: float,
+           n_positive_espeak: int, n_positive_heldout: int, seed: int) -> dict:
+    """Everything besides the voices that decides what the eval sets hold."""
+    return {"version": RECIPE_VERSION, "seed": seed,
+            "n_positive": {"espeak": n_positive_espeak, "heldout": n_positive_heldout},
+            "negative_minutes": {"espeak": negative_minutes_espeak, "heldout": negative_minutes_heldout},
+            "heldout_stretch": list(HELDOUT_STRETCH), "heldout_pitch_semitones": HELDOUT_PITCH_SEMITONES,
+            "heldout_pitch_probability": HELDOUT_PITCH_PROBABILITY,
+            "espeak_rate_wpm": list(ESPEAK_RATE_WPM), "espeak_warp_probability": ESPEAK_WARP_PROBABILITY,
+            "segment_weights": SEGMENT_WEIGHTS, "pause_s": list(PAUSE_S),
+            "speech_peak": list(SPEECH_PEAK), "noise_floor_dbfs": NOISE_FLOOR_DBFS}
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def heldout_voices_for(pin: dict | None, requested: Sequence[str] | None = None) -> dict:
+    """The held-out voices an eval set uses here, and how they differ from the standard set.
+
+    ``requested`` (explicit voices) wins; else the dataset's ``pin`` (its voices must all be
+    installed: a missing one is an error, so a rebuilt set is the same set); else the standard
+    voices that are installed (a missing one is named). Installed voices outside the chosen
+    list never join; they are listed as ``installed_not_used``.
+    """
+    installed = list_heldout_voices()
+    pinned = list(requested or (pin or {}).get("voices") or [])
+    wanted = pinned or list(STANDARD_VOICES)
+    missing = [v for v in wanted if v not in installed]
+    if pinned and missing:
+        source = "were asked for" if requested else "are pinned in the dataset manifest"
+        raise TrainerError(
+            f"held-out voices {', '.join(missing)} {source} but are not installed here "
+            f"(installed: {', '.join(installed)}). Fix: {'; '.join(dict.fromkeys(map(install_hint, missing)))}"
+            + ("" if requested else "; or rebuild the dataset with `hark synth --overwrite` to pin "
+               "the voices this machine has"))
+    voices = [v for v in wanted if v in installed]
+    if not voices:
+        raise TrainerError(f"none of the standard held-out voices ({', '.join(STANDARD_VOICES)}) is "
+                           f"installed. Fix: {'; '.join(dict.fromkeys(map(install_hint, STANDARD_VOICES)))}")
+    lacking = [v for v in STANDARD_VOICES if v not in voices]
+    if lacking and not pinned:
+        _note(f"the held-out eval set differs from the standard one: {', '.join(lacking)} not "
+              f"installed, so its numbers are not comparable with a full set's. Fix: "
+              f"{'; '.join(dict.fromkeys(map(install_hint, lacking)))}")
+    unused = [v for v in installed if v not in voices]
+    return {"voices": voices, "standard": list(STANDARD_VOICES), "missing_from_standard": lacking,
+            "installed_not_used": unused}
+
+
+def _report_changes(pin: dict | None, new_recipe: dict, versions: dict[str, str]) -> None:
+    """Say exactly how this build differs from the dataset's earlier pinned one."""
+    if not pin:
+        return
+    old = pin.get("recipe") or {}
+    changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new_recipe.items() if old.get(k) != v]
+    if changed:
+        _note("eval sets rebuilt with another recipe than the pinned one: " + "; ".join(changed))
+    old_versions = pin.get("engine_versions") or {}
+    moved = [f"{k} {old_versions[k]} -> {v}" for k, v in versions.items()
+             if k in old_versions and old_versions[k] != v]
+    if moved:
+        _note("held-out engines differ from the pinned versions: " + "; ".join(moved))
+
+
 def synthesize_eval_sets(
     phrase: str,
     out: str | Path,
@@ -154,6 +232,7 @@ def synthesize_eval_sets(
     n_positive_heldout: int = 300,
     seed: int = 1,
     progress: bool = True,
+    heldout_voices: Sequence[str] | None = None,
 ) -> dict:
     """Write ``out/eval/espeak`` and ``out/eval/heldout`` for the dataset in ``out``.
 
@@ -161,18 +240,28 @@ def synthesize_eval_sets(
     as 2-3 FA/h, too coarse to pick a threshold for a 0.5 FA/h target.
 
     The dataset must exist (its manifest names the test voices). Replaces earlier eval sets.
-    Returns the contents of ``eval/manifest.json``.
+    The held-out voices are ``heldout_voices`` when given, else those pinned in the dataset
+    manifest, else the standard ones (see ``heldout_voices_for``); voices and recipe are then
+    pinned in the dataset manifest. Returns the contents of ``eval/manifest.json``.
     """
     phrase = normalise_phrase(phrase)
     out = Path(out).expanduser().resolve()
-    test_voices = _split_voices(read_manifest(out), out, "test", phrase)
-    heldout_voices = list_heldout_voices()
+    manifest = read_manifest(out)
+    test_voices = _split_voices(manifest, out, "test", phrase)
+    pin = manifest.get(PIN_KEY) if isinstance(manifest.get(PIN_KEY), dict) else None
+    chosen = heldout_voices_for(pin, heldout_voices)
+    this_recipe = recipe(negative_minutes_espeak=negative_minutes_espeak,
+                         negative_minutes_heldout=negative_minutes_heldout,
+                         n_positive_espeak=n_positive_espeak, n_positive_heldout=n_positive_heldout,
+                         seed=seed)
+    versions = engine_versions()
+    _report_changes(pin, this_recipe, versions)
     rng = np.random.default_rng(seed)
     root = out / EVAL_DIR
     sets = {}
     for name, voices, speak, n_pos, minutes in (
         ("espeak", test_voices, _espeak_speaker, n_positive_espeak, negative_minutes_espeak),
-        ("heldout", heldout_voices, _heldout_speaker, n_positive_heldout, negative_minutes_heldout),
+        ("heldout", chosen["voices"], _heldout_speaker, n_positive_heldout, negative_minutes_heldout),
     ):
         folder = root / name
         shutil.rmtree(folder, ignore_errors=True)
@@ -181,8 +270,13 @@ def synthesize_eval_sets(
                        progress)
         sets[name] = {"engine": name, "voices": voices, "n_positive": n_pos,
                       "positive_seconds": round(seconds, 2), **info}
-    summary = {"phrase": phrase, "seed": seed, "babble_voices": test_voices, "sets": sets}
+    new_pin = {**chosen, "recipe": this_recipe, "engine_versions": versions}
+    summary = {"phrase": phrase, "seed": seed, "babble_voices": test_voices, "sets": sets,
+               PIN_KEY: new_pin}
     (root / "manifest.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    manifest = read_manifest(out)  # re-read: only the pin changes
+    manifest[PIN_KEY] = new_pin
+    write_manifest(out, manifest)
     return summary
 
 

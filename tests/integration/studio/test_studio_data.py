@@ -3,6 +3,7 @@ folder from an extra root, read the health report and play a sample."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -49,8 +50,14 @@ def test_synthesize_import_check_health_and_listen(start_studio, page, tmp_path)
     for field in ("Positives", "Negatives", "Phonetic neighbours"):
         synth.get_by_label(field, exact=True).fill(str(CLIPS))
     synth.get_by_label("Evaluation sets").uncheck()
+    synth.get_by_label("Licence-clean (training audio usable commercially)").check()
+    expect(synth.locator("[data-role=engines]")).not_to_contain_text("DECtalk")
+    expect(synth.locator("[data-role=licence-note]")).to_contain_text("leaves out DECtalk")
     synth.get_by_role("button", name="Synthesize").click()
     expect(synth.locator("[data-role=job-state]")).to_have_text("done", timeout=SYNTH_TIMEOUT_MS)
+    manifest = json.loads((studio.workspace / "data" / "hey_studio" / "manifest.json").read_text())
+    assert manifest["provenance"]["licence_clean"] is True
+    assert {c["engine"] for c in manifest["clips"]} <= {"espeak", "pico", "synthetic"}
 
     # The finished job selects its dataset and the health table counts its clips.
     expect(page.get_by_label("Dataset", exact=True)).to_have_value("hey_studio")

@@ -35,3 +35,21 @@ def test_errors_name_the_problem(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"wake_word": "x"}))
     with pytest.raises(SentryError, match="lacks"):
         load_manifest(tmp_path)
+
+
+def test_provenance_is_kept_and_older_or_newer_manifests_load(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    provenance = {"format": 1, "engines": [{"name": "espeak-ng", "licence": "GPL-3.0-or-later"}]}
+    _manifest(provenance=provenance).write(tmp_path)
+    loaded = load_manifest(tmp_path)
+    assert loaded.provenance == provenance
+    loaded.threshold = 0.4  # as `hark eval` rewrites it: the provenance stays
+    loaded.write(tmp_path)
+    assert load_manifest(tmp_path).provenance == provenance
+    # A folder exported before provenance existed, and one from a later Hark with more fields.
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    del raw["provenance"]
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    assert load_manifest(tmp_path).provenance == {}
+    (tmp_path / "manifest.json").write_text(json.dumps({**raw, "model_card": "MODEL_CARD.md"}))
+    assert load_manifest(tmp_path).threshold == 0.4

@@ -306,6 +306,12 @@ def test_synth_runs_the_cli_with_the_forms_values(client_and_studio, monkeypatch
     params = synth.make_context("synth", started[1][1][4:]).params
     assert params["overwrite"] is True and params["with_eval"] is True and params["eval_minutes"] == 2.0
     assert params["positives"] == 3000  # the CLI's default, sent explicitly
+    assert params["licence_clean"] is False
+    client.post("/api/data/synth", json={"phrase": "hey there", "name": "clean", "licence_clean": True})
+    assert synth.make_context("synth", started[2][1][4:]).params["licence_clean"] is True
+    assert started[2][2]["meta"]["licence_clean"] is True and "licence-clean" in started[2][2]["title"]
+    answer = client.post("/api/data/synth", json={"phrase": "hey there", "licence_clean": "yes"})
+    assert _error(answer, 400)["code"] == "invalid_licence_clean" and len(started) == 3
 
 
 def test_defaults_are_the_clis_and_create_makes_an_empty_dataset(client_and_studio):
@@ -315,6 +321,9 @@ def test_defaults_are_the_clis_and_create_makes_an_empty_dataset(client_and_stud
     assert defaults["labels"] == list(LABELS)
     from trainer.synth import dectalk, pico
     assert defaults["engines"] == ["espeak"] + ["dectalk"] * dectalk.available() + ["pico"] * pico.available()
+    assert defaults["licence_clean"] is False
+    assert defaults["licence_clean_engines"] == ["espeak"] + ["pico"] * pico.available()
+    assert defaults["licences"]["dectalk"]["commercial_output"] is False
     assert client.post("/api/data/create", json={"name": "mine"}).get_json() == {"dataset": "mine"}
     assert all((studio.workspace / "data" / "mine" / label).is_dir() for label in LABELS)
     assert _error(client.post("/api/data/create", json={"name": "mine"}), 409)["code"] == "invalid_name"

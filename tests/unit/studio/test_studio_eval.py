@@ -224,6 +224,10 @@ def test_storing_a_threshold_rewrites_the_manifest(client, workspace):
     assert evaluation["target_fa_per_hour"] == 6 and evaluation["threshold_chosen_on"] == "espeak"
     assert evaluation["sets"]["heldout"] == {"frr": 0.3, "fa_per_hour": 12.0}
     assert not list(export.glob("*.tmp"))
+    card = (export / "MODEL_CARD.md").read_text()  # rewritten with the stored threshold
+    assert "At the shipped threshold 0.400 (chosen on `espeak` for <= 6 false accepts per hour, " \
+           "set in the studio)" in card
+    assert "| heldout |" in card and "| 30.0% | 12.00 |" in card
     bad = client.get(f"/api/eval/threshold?run={RUN}&target_fa=lots")
     assert bad.status_code == 400 and "not a number" in bad.json["error"]["message"]
 

@@ -150,6 +150,7 @@ def test_user_only_dataset_without_manifest(tmp_path):
                     reason="flite/festival not installed (apt-get install flite festival)")
 def test_eval_sets_use_only_test_voices_and_never_say_the_phrase(tiny, tmp_path):
     from trainer.synth.evalsets import synthesize_eval_sets
+    from trainer.synth.heldout import STANDARD_VOICES
     root = tmp_path / "with_eval"
     shutil.copytree(tiny.root, root)
     summary = synthesize_eval_sets(PHRASE, root, negative_minutes_espeak=0.3,
@@ -166,5 +167,16 @@ def test_eval_sets_use_only_test_voices_and_never_say_the_phrase(tiny, tmp_path)
         assert len(stream) >= 0.3 * 60 * SAMPLE_RATE
         assert np.max(np.abs(stream)) <= 1.0 and np.std(stream) > 0.01
     assert json.loads((root / "eval" / "manifest.json").read_text()) == summary
+    pin = json.loads((root / "manifest.json").read_text())["heldout_eval"]
+    assert pin == summary["heldout_eval"] and pin["voices"] == heldout
+    assert set(heldout) <= set(STANDARD_VOICES)  # other installed voices never join
+    assert pin["recipe"]["n_positive"] == {"espeak": 4, "heldout": 7} and pin["recipe"]["seed"] == 5
+    # The same dataset on a machine that lacks one of its pinned voices: said, not swapped.
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["heldout_eval"]["voices"] = [heldout[0], "festival:nobody_diphone"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(TrainerError, match="festival:nobody_diphone are pinned"):
+        synthesize_eval_sets(PHRASE, root, negative_minutes_espeak=0.3, negative_minutes_heldout=0.3,
+                             progress=False)
     with pytest.raises(TrainerError, match="no test-split"):
         synthesize_eval_sets(PHRASE, tmp_path, progress=False)

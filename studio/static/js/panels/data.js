@@ -23,14 +23,24 @@ function listed(words) {
   return words.length > 1 ? `${words.slice(0, -1).join(", ")} and ${words.at(-1)}` : words[0];
 }
 
-// Which engines synthesis uses here, and how to add the missing ones.
-function enginesText(engines) {
+// Which engines synthesis uses here, and how to add the missing ones; leftOut: engines the
+// licence-clean toggle leaves out (installed or not).
+function enginesText(engines, leftOut = []) {
   const used = `${listed(engines.map((e) => ENGINE_NAMES[e]))} voices say the phrase, ordinary speech ` +
     "and sound-alike phrases; runs `hark synth`.";
-  const missing = Object.keys(ENGINE_FIXES).filter((e) => !engines.includes(e));
+  const missing = Object.keys(ENGINE_FIXES).filter((e) => !engines.includes(e) && !leftOut.includes(e));
   if (!missing.length) return used;
   return `${used} ${listed(missing.map((e) => ENGINE_NAMES[e]))} ${missing.length > 1 ? "are" : "is"} ` +
     `not installed, so models will generalize worse to unseen voices: ${missing.map((e) => ENGINE_FIXES[e]).join("; ")}.`;
+}
+
+// What the licence-clean toggle does, from the engines' licences the server reports.
+function licenceText(defaults) {
+  const left = Object.keys(defaults.licences).filter((e) => !defaults.licences[e].commercial_output)
+    .map((e) => `${defaults.licences[e].name} (licence ${defaults.licences[e].licence})`);
+  const kept = defaults.licence_clean_engines.map((e) => `${ENGINE_NAMES[e]} (${defaults.licences[e].licence})`);
+  return `Only engines whose licences allow commercial use of their output: ${listed(kept)}; ` +
+    `leaves out ${listed(left)}. The model's manifest and MODEL_CARD.md record it.`;
 }
 
 // "Hey Jarvis!" -> "hey_jarvis" (as studio.workspace.slug).
@@ -117,15 +127,25 @@ export async function init(section) {
                                     value: defaults.eval_minutes, size: 6 });
   withEval.addEventListener("change", () => { evalMinutes.disabled = !withEval.checked; });
   const overwrite = el("input", { type: "checkbox" });
+  const licenceClean = el("input", { type: "checkbox", checked: defaults.licence_clean, "data-role": "licence-clean" });
+  const enginesNote = el("p", { class: "muted", "data-role": "engines" }, enginesText(defaults.engines));
+  const leftOut = Object.keys(defaults.licences).filter((e) => !defaults.licences[e].commercial_output);
+  licenceClean.addEventListener("change", () => {
+    enginesNote.textContent = licenceClean.checked ? enginesText(defaults.licence_clean_engines, leftOut)
+      : enginesText(defaults.engines);
+  });
   const synthJob = jobView("synth", { onUpdate: (job) => onJobChange("synth", job) });
   const synthCard = el("div", { class: "card", "data-card": "synth" }, el("h2", {}, "Synthesize a dataset"),
-    el("p", { class: "muted", "data-role": "engines" }, enginesText(defaults.engines)),
+    enginesNote,
     el("div", { class: "row" }, field("Phrase", phrase, "phrase", synthFields), field("Dataset name", name, "name", synthFields)),
     el("div", { class: "row" }, field("Positives", positives, "positives", synthFields),
       field("Negatives", negatives, "negatives", synthFields),
       field("Phonetic neighbours", neighbours, "neighbours", synthFields), field("Seed", seed, "seed", synthFields)),
     el("div", { class: "row", style: "align-items:center" }, field("Evaluation sets", withEval, "eval", synthFields),
       field("Eval minutes", evalMinutes, "eval_minutes", synthFields, { inline: true })),
+    el("div", { class: "row" },
+      field("Licence-clean (training audio usable commercially)", licenceClean, "licence_clean", synthFields),
+      el("span", { class: "muted", "data-role": "licence-note" }, licenceText(defaults))),
     el("div", { class: "row" },
       field("Overwrite (replaces its class folders, imported files too)", overwrite, "overwrite", synthFields)),
     el("div", { class: "row" }, el("button", { class: "primary", onclick: startSynth }, "Synthesize")),
@@ -137,7 +157,7 @@ export async function init(section) {
       await api("/api/data/synth", { body: {
         phrase: phrase.value, name: name.value, positives: positives.value, negatives: negatives.value,
         neighbours: neighbours.value, seed: seed.value, eval: withEval.checked,
-        eval_minutes: evalMinutes.value, overwrite: overwrite.checked } });
+        eval_minutes: evalMinutes.value, licence_clean: licenceClean.checked, overwrite: overwrite.checked } });
       toast("synthesis started");
       await synthJob.refresh();
     } catch (e) { showError(e, synthFields); }

@@ -74,12 +74,12 @@ try:
 except ImportError as exc:
     raise WyomingMissing(
         f"the Wyoming service needs the optional package wyoming ({exc}); install it with "
-        '`pip install "hark[wyoming]"`') from exc
+        '`pip install "hark-wakeword[wyoming]"`') from exc
 if tuple(int(p) for p in re.findall(r"\d+", _wyoming_version)[:3]) < MIN_WYOMING:
     raise WyomingMissing(
         f"wyoming {_wyoming_version} is too old for the Wyoming service; upgrade it with "
         f"`pip install \"wyoming>={'.'.join(map(str, MIN_WYOMING))}\"` "
-        '(or `pip install "hark[wyoming]"`)')
+        '(or `pip install "hark-wakeword[wyoming]"`)')
 
 log = logging.getLogger(__name__)
 

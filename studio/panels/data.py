@@ -27,7 +27,7 @@ from flask import Blueprint, jsonify, request
 from trainer.dataset import AUDIO_SUFFIXES, LABELS
 from trainer.errors import TrainerError
 
-from .. import get_studio
+from ..context import get_studio
 from ..errors import CONFLICT, StudioError
 from ..health import dataset_health
 from ..jobs import hark_argv
@@ -72,14 +72,14 @@ def _int(body: dict[str, Any], field: str, default: int, low: int, high: int) ->
 
 
 def synth_defaults() -> dict[str, Any]:
-    """The CLI's defaults (`hark synth`), so the form and the command never disagree."""
-    from trainer.cli import synth
+    """`hark synth`'s defaults (trainer.synth.defaults, which the command reads too), so the
+    form and the command never disagree."""
+    from trainer.synth import defaults
     from trainer.synth.build import SynthConfig, available_engines
-    options = {p.name: p.default for p in synth.params}
     config = SynthConfig()
     return {"engines": available_engines(config), "positives": config.n_positive, "negatives": config.n_negative_speech,
-            "neighbours": config.n_neighbour, "eval": options["with_eval"],
-            "eval_minutes": options["eval_minutes"], "seed": options["seed"],
+            "neighbours": config.n_neighbour, "eval": defaults.WITH_EVAL,
+            "eval_minutes": defaults.EVAL_MINUTES, "seed": defaults.SEED,
             "eval_minutes_range": list(EVAL_MINUTES_RANGE), "max_clips": MAX_CLIPS}
 
 

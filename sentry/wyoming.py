@@ -416,7 +416,7 @@ class WakeService:
                  trigger_level: int = 1, refractory_s: float | None = None, int8: bool = False,
                  verify: Verifier | None = None, clip_span: ClipSpan = clip_span) -> None:
         if not model_dirs:
-            raise SentryError("no model folders given; pass at least one --model-dir")
+            raise SentryError("no model folders given; pass at least one --model")
         if trigger_level < 1:
             raise SentryError(f"trigger level must be >= 1 hop, got {trigger_level}")
         self.trigger_level = trigger_level

@@ -184,7 +184,7 @@ def export(run_dir: Path, out) -> None:
               help="Folder to write the ensemble to (an exported folder like any other).")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0),
               help="The ensemble's threshold. Default: the mean of the members'; "
-                   "`hark eval OUT --eval-root ...` then picks one on your eval set.")
+                   "`hark eval --model OUT --eval-root ...` then picks one on your eval set.")
 @_fail_cleanly
 def ensemble(legacy_models: tuple[Path, ...], model_dirs: tuple[Path, ...], out: Path, threshold) -> None:
     """Average exported models of one wake word (say, trainings with other seeds) into one:

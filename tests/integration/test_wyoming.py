@@ -481,7 +481,7 @@ def test_cli_rejects_two_folders_with_one_wake_word(models):
 def test_cli_rejects_a_judge_for_several_models(models):
     result = CliRunner().invoke(cli, ["wyoming", "--model-dir", str(models.one), "--model-dir",
                                       str(models.two), "--judge-url", "http://127.0.0.1:9"])
-    assert result.exit_code == 2 and "one --model-dir" in result.output
+    assert result.exit_code == 2 and "takes one --model;" in result.output
 
 
 def test_cli_without_the_wyoming_package_says_what_to_install(models, monkeypatch):

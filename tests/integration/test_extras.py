@@ -22,12 +22,15 @@ import io
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 import wave
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -92,7 +95,6 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def _build_requirements_met(pyproject: Path) -> bool:
-    import tomllib
     requires = tomllib.loads(pyproject.read_text())["build-system"]["requires"] + ["wheel"]
     for line in requires:
         req = Requirement(line)
@@ -105,7 +107,6 @@ def _build_requirements_met(pyproject: Path) -> bool:
 
 
 def _wheel_requirements(wheel_path: Path) -> list[Requirement]:
-    import zipfile
     with zipfile.ZipFile(wheel_path) as zf:
         (name,) = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
         text = zf.read(name).decode()
@@ -278,8 +279,9 @@ class Server:
         self.stderr = []
         match = None
         while match is None:
-            line = self.proc.stderr.readline()
-            if not line or time.monotonic() > deadline:
+            ready, _, _ = select.select([self.proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+            line = self.proc.stderr.readline() if ready else ""
+            if not line:
                 self.stop()
                 raise AssertionError(f"{argv[:2]} did not start: {''.join(self.stderr)}")
             self.stderr.append(line)

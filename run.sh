@@ -4,7 +4,7 @@
 #   ./run.sh test   install everything, then run the test suite
 # Installs (apt, needs root or sudo): Debian's flite + festival voices (held-out test engines),
 # g++ (torch.compile on CPU), chromium (the studio's browser tests) and the libraries DECtalk
-# needs; then a virtual environment in .venv with hark[all], and DECtalk (a second training
+# needs; then a virtual environment in .venv with hark-wakeword[all], and DECtalk (a second training
 # voice engine, fetched from the npm registry by scripts/install_dectalk.sh) in .venv/share.
 # Safe to run again: it skips what is done.
 set -euo pipefail

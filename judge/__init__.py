@@ -21,10 +21,13 @@ from typing import Any, Mapping
 
 from flask import Flask, g, request
 
+from sentry.version import package_version
+
 from .errors import JudgeError, register_error_handlers
 from .metrics import UNMATCHED, Metrics
 
-__version__ = "0.1.0"
+__version__ = package_version()
+"""The installed distribution's version (one number for every Hark command)."""
 __all__ = ["create_app", "init_app", "validate_config", "JudgeError", "JudgeState", "DEFAULTS",
            "__version__"]
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import click
 
+from sentry.clitools import CommandGroup, setup_logging, version_option
+
 from . import DEFAULTS, JudgeError, __version__, validate_config
 from .server import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT_S
 
@@ -153,13 +155,12 @@ def _fork_workers(sock: socket.socket, n: int, config: dict[str, Any], threads: 
     return 1 if failed else 0
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="hark-judge")
+@click.group(cls=CommandGroup, user_errors=(JudgeError,))
+@version_option("hark-judge")
 @click.option("-v", "--verbose", is_flag=True, help="Log every verdict to stderr.")
 def cli(verbose: bool) -> None:
     """Hark's judge: verify the sentry's wake-word detections with a larger model."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="hark-judge[%(process)d]: %(message)s")
+    setup_logging("hark-judge", verbose, pid=True)  # the workers share one stderr
 
 
 @cli.command()
@@ -206,10 +207,7 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int,
               "idle_timeout_s": idle_timeout_s}
     config = {"MODEL_DIR": str(model_dir), "KEYS_FILE": keys_file, "THRESHOLD": threshold,
               "MAX_BODY_BYTES": max_body_bytes, "MAX_CLIP_SECONDS": max_clip_seconds}
-    try:
-        validate_config(config)
-    except JudgeError as exc:
-        raise click.ClickException(str(exc)) from exc
+    validate_config(config)  # a JudgeError is the user's to fix: the group reports it
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     click.echo(f"hark-judge {__version__}: serving {model_dir} on http://{bound_host}:{bound_port} "
@@ -218,8 +216,6 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int,
     if workers == 1:
         try:
             _serve_worker(sock, config, threads, limits)
-        except JudgeError as exc:
-            raise click.ClickException(str(exc)) from exc
         except KeyboardInterrupt:
             pass
         finally:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 _EXPORTS = {
     "SentryError": "errors",
     "Detector": "detector",
@@ -38,6 +36,10 @@ if TYPE_CHECKING:  # static analysers see ordinary imports
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # the installed distribution's (sentry.version), read on demand
+        from .version import package_version
+        globals()[name] = package_version()
+        return globals()[name]
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'sentry' has no attribute {name!r}")

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import click
 
-from . import __version__
+from .clitools import (
+    MODEL_HELP,
+    CommandGroup,
+    model_option,
+    setup_logging,
+    user_errors,
+    version_option,
+)
 from .constants import SAMPLE_RATE
 from .daemon import Listener, MicrophoneSource, StdinSource, stop_on_signals
 from .detector import Detection, Detector
 from .errors import SentryError
 
-MODEL_HELP = "Model folder written by `hark export` (holds manifest.json)."
+USER_ERRORS = (SentryError,)
 
 
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Every SentryError is the user's to fix: a message and exit 1, no traceback."""
-    try:
-        yield
-    except SentryError as exc:
-        raise click.ClickException(str(exc)) from exc
+def _user_errors():
+    """The group's own path (sentry.clitools.user_errors), around the part of a command
+    that can fail, so the summary lines after it print only on success."""
+    return user_errors(USER_ERRORS)
 
 
 def _format(detection: Detection, as_json: bool, verdict=None) -> str:
@@ -43,12 +44,6 @@ def _format(detection: Detection, as_json: bool, verdict=None) -> str:
     return line
 
 
-def _model_option(f):
-    return click.option("--model", "model_dir", required=True,
-                        type=click.Path(exists=True, file_okay=False, path_type=Path),
-                        help=MODEL_HELP)(f)
-
-
 def _detector_options(f):
     f = click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
                      help="Smoothed score (0-1) needed to fire; default from the manifest.")(f)
@@ -56,18 +51,17 @@ def _detector_options(f):
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="hark-sentry")
+@click.group(cls=CommandGroup, user_errors=USER_ERRORS)
+@version_option("hark-sentry")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the runtime is doing to stderr.")
 def cli(verbose: bool) -> None:
     """Hark's edge runtime: spot a custom wake word with an exported ONNX model."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="hark-sentry: %(message)s")
+    setup_logging("hark-sentry", verbose)
 
 
 @cli.command()
 @click.argument("wav", type=click.Path(dir_okay=False, path_type=Path))
-@_model_option
+@model_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per detection.")
 @_detector_options
 def scan(wav: Path, model_dir: Path, as_json: bool, int8: bool, threshold: float | None) -> None:
@@ -109,7 +103,7 @@ def _judge_options(f):
 
 
 @cli.command()
-@_model_option
+@model_option()
 @click.option("--stdin-raw", is_flag=True,
               help="Read raw 16-bit little-endian mono PCM from stdin instead of a microphone.")
 @click.option("--rate", type=click.IntRange(min=1), default=SAMPLE_RATE, show_default=True,
@@ -186,9 +180,8 @@ WYOMING_URI = "tcp://127.0.0.1:10400"
 @click.option("--uri", default=WYOMING_URI, show_default=True,
               help="Where to listen: tcp://HOST:PORT (tcp://0.0.0.0:10400 lets Home Assistant "
                    "on another machine connect) or unix://PATH.")
-@click.option("--model-dir", "model_dirs", multiple=True, required=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help=MODEL_HELP + " Repeat to serve several wake words on one stream.")
+@model_option(help=MODEL_HELP + " Repeat to serve several wake words on one stream.", multiple=True,
+              old=("--model-dir",), dest="model_dirs")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Smoothed score (0-1) needed to fire, for every model; default from each manifest.")
 @click.option("--trigger-level", type=click.IntRange(min=1), default=1, show_default=True,
@@ -206,14 +199,14 @@ def wyoming_service(uri: str, model_dirs: tuple[Path, ...], threshold: float | N
     Add it in Home Assistant under Settings > Devices & services > Add integration >
     Wyoming Protocol, with this machine's host name and port. With --judge-url each
     detection is verified by a judge first (a judge serves one wake word, so one
-    --model-dir). Needs `pip install "hark[wyoming]"`. Stops on Ctrl+C or SIGTERM.
+    --model). Needs `pip install "hark-wakeword[wyoming]"`. Stops on Ctrl+C or SIGTERM.
     """
     import asyncio
 
     if judge_url is None and judge_key_file is not None:
         raise click.UsageError("--judge-key-file needs --judge-url")
     if judge_url is not None and len(model_dirs) > 1:
-        raise click.UsageError("a judge verifies one wake word: --judge-url takes one --model-dir; "
+        raise click.UsageError("a judge verifies one wake word: --judge-url takes one --model; "
                                "run one service per judged wake word")
     with _user_errors():
         from .judge_client import JudgeClient, read_key_file
@@ -231,6 +224,7 @@ def wyoming_service(uri: str, model_dirs: tuple[Path, ...], threshold: float | N
         asyncio.run(serve(service, uri, on_ready=lambda: click.echo(
             f"serving {names}{judged} over Wyoming on {uri} (Ctrl+C to stop)", err=True)))
     click.echo("stopped", err=True)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (`hark-sentry`); argv defaults to sys.argv[1:]."""

@@ -74,12 +74,12 @@ try:
 except ImportError as exc:
     raise WyomingMissing(
         f"the Wyoming service needs the optional package wyoming ({exc}); install it with "
-        '`pip install "hark[wyoming]"`') from exc
+        '`pip install "hark-wakeword[wyoming]"`') from exc
 if tuple(int(p) for p in re.findall(r"\d+", _wyoming_version)[:3]) < MIN_WYOMING:
     raise WyomingMissing(
         f"wyoming {_wyoming_version} is too old for the Wyoming service; upgrade it with "
         f"`pip install \"wyoming>={'.'.join(map(str, MIN_WYOMING))}\"` "
-        '(or `pip install "hark[wyoming]"`)')
+        '(or `pip install "hark-wakeword[wyoming]"`)')
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +416,7 @@ class WakeService:
                  trigger_level: int = 1, refractory_s: float | None = None, int8: bool = False,
                  verify: Verifier | None = None, clip_span: ClipSpan = clip_span) -> None:
         if not model_dirs:
-            raise SentryError("no model folders given; pass at least one --model-dir")
+            raise SentryError("no model folders given; pass at least one --model")
         if trigger_level < 1:
             raise SentryError(f"trigger level must be >= 1 hop, got {trigger_level}")
         self.trigger_level = trigger_level

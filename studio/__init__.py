@@ -5,18 +5,18 @@ export) in a browser, served by Flask from this machine with every asset local.
 
 `hark studio` (trainer.cli) serves it with waitress on 127.0.0.1. Long work runs as `hark`
 subprocesses managed by studio.jobs, so it outlives the browser tab. Each panel is a
-blueprint in studio/panels/ with its script in studio/static/js/.
+blueprint in studio/panels/ with its script in studio/static/js/; panels reach the shared
+state through studio.context, so none imports this package back.
 """
 
 from __future__ import annotations
 
 import hmac
-import importlib
-from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, current_app, redirect, request
+from flask import Flask, redirect, request
 
+from .context import EXTENSION, Studio, get_studio
 from .errors import (
     FORBIDDEN,
     UNAUTHORIZED,
@@ -29,33 +29,10 @@ from .jobs import JobManager
 
 __all__ = ["Studio", "StudioError", "create_app", "get_studio"]
 
-PANELS = ("data", "config", "train", "evaluate", "mining", "cascade", "export")
-"""Blueprint modules under studio.panels, one per panel, registered in this order."""
-
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 """Largest request body (uploads): 64 MiB holds 30 minutes of 16 kHz 16-bit mono audio."""
 TOKEN_COOKIE = "hark_studio_token"
 WORKSPACE_FOLDERS = ("data", "runs", "configs", "sessions", "uploads")
-
-
-@dataclass
-class Studio:
-    """What every panel shares: the workspace folders, the job manager, the browsable roots."""
-
-    workspace: Path
-    jobs: JobManager
-    files: FileRoots
-    token: str | None = None
-
-    def folder(self, name: str) -> Path:
-        """WORKSPACE/<name> (data, runs, configs, sessions, uploads), created on first use."""
-        path = self.workspace / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-
-def get_studio() -> Studio:
-    return current_app.extensions["hark_studio"]
 
 
 def create_app(workspace: str | Path, *, roots: dict[str, str | Path] | None = None,
@@ -72,7 +49,7 @@ def create_app(workspace: str | Path, *, roots: dict[str, str | Path] | None = N
         if not Path(path).is_dir():
             raise StudioError(f"browsable root {name!r}: {path} is not a folder")
     studio = Studio(workspace, JobManager(workspace / ".studio", cwd=workspace), FileRoots(all_roots), token)
-    app.extensions["hark_studio"] = studio
+    app.extensions[EXTENSION] = studio
     register_error_handlers(app)
 
     @app.before_request
@@ -90,9 +67,9 @@ def create_app(workspace: str | Path, *, roots: dict[str, str | Path] | None = N
         return app.send_static_file("index.html")
 
     from .core_api import bp as core_bp
+    from .panels import register_panels
     app.register_blueprint(core_bp)
-    for name in PANELS:
-        app.register_blueprint(importlib.import_module(f"studio.panels.{name}").bp)
+    register_panels(app)
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request, send_file
 
-from . import get_studio
+from .context import get_studio
 from .errors import NOT_FOUND, StudioError
 from .files import AUDIO_SUFFIXES
 

@@ -9,19 +9,66 @@ from pathlib import Path
 
 import click
 
+from sentry.clitools import (
+    CommandGroup,
+    UserError,
+    model_option,
+    pick_model,
+    setup_logging,
+    version_option,
+)
+from sentry.version import DISTRIBUTION
+
+from .clitools import USER_ERRORS
 from .clitools import fail_cleanly as _fail_cleanly
+from .synth.defaults import EVAL_MINUTES, SEED, WITH_EVAL
+
+OPTIONAL_EXTRAS = ("flask", "waitress", "werkzeug")
+"""Packages only the studio extra installs: `hark` starts without them."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class HarkGroup(CommandGroup):
+    """`hark`'s commands, with `hark studio` imported only when it is asked for: the studio
+    needs Flask (the studio extra), and `hark mine` or `hark train` must not load it."""
+
+    LAZY = ("studio",)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "studio":
+            return studio_command()
+        return super().get_command(ctx, name)
+
+
+def studio_command() -> click.Command:
+    """`hark studio`, or, without the studio extra, a command that says how to install it."""
+    try:
+        from studio.server import studio
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in OPTIONAL_EXTRAS:
+            raise
+        missing = exc.name
+    else:
+        return studio
+
+    @click.command(name="studio", context_settings={"ignore_unknown_options": True,
+                                                    "allow_extra_args": True})
+    def studio_missing() -> None:
+        """Hark Studio, the workflow in a browser (needs the studio extra)."""
+        raise UserError(f"hark studio needs {missing}, which the studio extra installs: "
+                        f'pip install "{DISTRIBUTION}[studio]"')
+    return studio_missing
+
+
+@click.group(cls=HarkGroup, user_errors=USER_ERRORS)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
-@click.version_option(package_name="hark", prog_name="hark")
+@version_option("hark")
 def main(verbose: bool) -> None:
     """Hark: train a custom wake word, export it for the edge, measure it honestly."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
     # Our own progress is INFO; the ONNX exporter's internals stay quiet unless -v.
-    for name in ("trainer", "sentry", "plugins"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    setup_logging("hark", verbose, level=logging.INFO)
 
 
 @main.command()
@@ -31,11 +78,11 @@ def main(verbose: bool) -> None:
 @click.option("--positives", type=int, default=None, help="Positive clips (default 3000).")
 @click.option("--negatives", type=int, default=None, help="Ordinary-speech negative clips (default 3000).")
 @click.option("--neighbours", type=int, default=None, help="Phonetic-neighbour hard negatives (default 3000).")
-@click.option("--eval/--no-eval", "with_eval", default=True, show_default=True,
+@click.option("--eval/--no-eval", "with_eval", default=WITH_EVAL, show_default=True,
               help="Also write held-out evaluation sets under OUT/eval.")
-@click.option("--eval-minutes", type=click.FloatRange(min=0.5), default=60.0, show_default=True,
+@click.option("--eval-minutes", type=click.FloatRange(min=0.5), default=EVAL_MINUTES, show_default=True,
               help="Minutes of continuous negative audio in each eval set (FA/h resolution).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=SEED, show_default=True)
 @click.option("--engine", "engines", type=click.Choice(["espeak", "dectalk", "pico"]), multiple=True,
               help="Speech engines to use (repeat the option; espeak is always one). Default: "
                    "espeak and, where installed, DECtalk (scripts/install_dectalk.sh) and "
@@ -79,7 +126,7 @@ def synth_stream(dataset: Path, out: Path, minutes: float, seed: int) -> None:
               help="TOML or YAML config; unset keys keep their defaults.")
 @click.option("--dataset", type=click.Path(file_okay=False, path_type=Path), help="Overrides data.dataset.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--epochs", type=int, help="Overrides train.epochs.")
+@click.option("--epochs", type=int, help="Overrides train.epochs (at least 1).")
 @click.option("--seed", type=int, help="Overrides train.seed (another seed, another model: see "
                                       "`hark ensemble`).")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
@@ -101,7 +148,7 @@ def train(config_path, dataset, run_dir: Path, epochs, seed, resume: bool, use_c
     overrides = {}
     if dataset:
         overrides["data.dataset"] = str(dataset)
-    if epochs:
+    if epochs is not None:  # 0 too: the config's check refuses it with its key
         overrides["train.epochs"] = epochs
     if seed is not None:
         overrides["train.seed"] = seed
@@ -133,20 +180,26 @@ def export(run_dir: Path, out) -> None:
 
 
 @main.command()
-@click.argument("model_dirs", nargs=-1, required=True,
+@click.argument("legacy_models", metavar="[MODEL_DIRS]...", nargs=-1,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_option(help="An exported member model; repeat for each (MODEL_DIRS as arguments: the old "
+                   "spelling, still accepted).", required=False, multiple=True, dest="model_dirs")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the ensemble to (an exported folder like any other).")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0),
               help="The ensemble's threshold. Default: the mean of the members'; "
-                   "`hark eval OUT --eval-root ...` then picks one on your eval set.")
+                   "`hark eval --model OUT --eval-root ...` then picks one on your eval set.")
 @_fail_cleanly
-def ensemble(model_dirs: tuple[Path, ...], out: Path, threshold) -> None:
-    """Average exported models of one wake word (say, trainings with other seeds) into one.
+def ensemble(legacy_models: tuple[Path, ...], model_dirs: tuple[Path, ...], out: Path, threshold) -> None:
+    """Average exported models of one wake word (say, trainings with other seeds) into one:
+    `hark ensemble --model A --model B --out OUT`.
 
     The result serves anywhere a model does: `hark-judge serve --model OUT` (the usual use:
     a judge that errs less on new voices than any one member), `hark eval`, the sentry."""
     from .ensemble import build_ensemble
+    model_dirs = (*model_dirs, *legacy_models)
+    if not model_dirs:
+        raise click.UsageError("Missing option '--model' (repeat it for each member).")
     folder, manifest = build_ensemble(model_dirs, out, threshold=threshold)
     size = manifest.metrics["size_bytes"]["model"]
     click.echo(f"ensemble of {len(model_dirs)} models written to {folder}: "
@@ -155,18 +208,23 @@ def ensemble(model_dirs: tuple[Path, ...], out: Path, threshold) -> None:
 
 
 @main.command(name="eval")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("legacy_model", metavar="[MODEL_DIR]", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_option(required=False, help="Exported model folder to evaluate (MODEL_DIR as an argument: "
+                                   "the old spelling, still accepted).")
 @click.option("--eval-root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Folder of evaluation sets (each with positive/ and negative_stream.wav).")
 @click.option("--target-fa", type=float, default=0.5, show_default=True, help="Target false accepts per hour.")
 @click.option("--int8", is_flag=True, help="Evaluate model.int8.onnx instead of model.onnx.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder (default MODEL_DIR).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder (default: the model's).")
 @click.option("--update-manifest/--no-update-manifest", default=True, show_default=True,
               help="Store the recommended threshold and metrics in the manifest.")
 @_fail_cleanly
-def evaluate(model_dir: Path, eval_root: Path, target_fa: float, int8: bool, out, update_manifest: bool) -> None:
+def evaluate(legacy_model, model_dir, eval_root: Path, target_fa: float, int8: bool, out,
+             update_manifest: bool) -> None:
     """Measure FRR and false accepts per hour on continuous audio; write JSON + DET curve."""
     from .pipeline import evaluate_and_report
+    model_dir = pick_model(model_dir, legacy_model)
     evaluate_and_report(model_dir, eval_root, target_fa=target_fa, int8=int8, out=out,
                         update_manifest=update_manifest)
 
@@ -195,11 +253,14 @@ def cascade() -> None:
 
 
 @cascade.command(name="eval")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("legacy_model", metavar="[MODEL_DIR]", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_option(required=False, help="The sentry's exported model (MODEL_DIR as an argument: the "
+                                   "old spelling, still accepted).")
 @click.option("--eval-root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Folder of evaluation sets (each with positive/ and negative_stream.wav).")
 @click.option("--judge-model", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="The judge's exported model, scored in-process (default: MODEL_DIR itself).")
+              help="The judge's exported model, scored in-process (default: --model itself).")
 @click.option("--judge-url", help="Ask a running `hark-judge serve` instead, e.g. http://127.0.0.1:8080.")
 @click.option("--judge-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="File whose first line is the judge's API key (with --judge-url).")
@@ -209,9 +270,9 @@ def cascade() -> None:
               help="Judge threshold (default: the judge's own).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Gaps of the positive stream.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON report (default MODEL_DIR/cascade_report.json).")
+              help="JSON report (default: cascade_report.json in the sentry's model folder).")
 @_fail_cleanly
-def cascade_eval(model_dir: Path, eval_root: Path, judge_model, judge_url, judge_key_file,
+def cascade_eval(legacy_model, model_dir, eval_root: Path, judge_model, judge_url, judge_key_file,
                  sentry_threshold, judge_threshold, seed: int, out) -> None:
     """FRR and false accepts per hour of the sentry alone and of sentry + judge."""
     from sentry.judge_client import read_key_file
@@ -222,13 +283,10 @@ def cascade_eval(model_dir: Path, eval_root: Path, judge_model, judge_url, judge
         format_cascade_table,
         write_cascade_report,
     )
+    model_dir = pick_model(model_dir, legacy_model)
     if judge_key_file and not judge_url:
         raise click.UsageError("--judge-key-file goes with --judge-url")
-    from sentry.errors import SentryError
-    try:
-        key = read_key_file(judge_key_file) if judge_key_file else None
-    except SentryError as exc:
-        raise click.ClickException(str(exc)) from exc
+    key = read_key_file(judge_key_file) if judge_key_file else None
     reports = evaluate_cascade(model_dir, eval_root, judge_dir=judge_model, judge_url=judge_url,
                                judge_key=key, sentry_threshold=sentry_threshold,
                                judge_threshold=judge_threshold, seed=seed)
@@ -286,13 +344,11 @@ def list_plugins(as_json: bool) -> None:
         click.echo("no plugins loaded (all blocked?)")
 
 
-from studio.server import studio as _studio
+from .mining.cli import mine as _mine  # noqa: E402 - torch-free, added once main exists
+from .mining.cli import queue as _queue  # noqa: E402
+from .mining.cli import sessions as _sessions  # noqa: E402
 
-from .mining.cli import mine as _mine
-from .mining.cli import queue as _queue
-from .mining.cli import sessions as _sessions
-
-for _command in (_mine, _queue, _sessions, _studio):
+for _command in (_mine, _queue, _sessions):
     main.add_command(_command)
 
 if __name__ == "__main__":

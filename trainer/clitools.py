@@ -1,29 +1,19 @@
-"""What every `hark` command shares: user errors become a message and exit 1, Ctrl-C
-becomes exit 130, never a traceback."""
+"""What every `hark` command shares, on top of sentry.clitools (the one convention of all
+three command lines): user errors become a message and exit 1, Ctrl-C exit 130, never a
+traceback."""
 
 from __future__ import annotations
 
-import functools
-import sys
-
-import click
+from sentry.clitools import EXIT_INTERRUPTED, fail_cleanly as _fail_cleanly
+from sentry.errors import SentryError
 
 from .errors import TrainerError
 
-EXIT_INTERRUPTED = 130
-"""128 + SIGINT, what a shell reports for a command stopped with Ctrl-C."""
+USER_ERRORS = (TrainerError, SentryError)
+"""What `hark` reports as a message: every trainer subsystem's base, and the sentry's
+(the trainer scores with the sentry's code and reads its manifests)."""
 
+fail_cleanly = _fail_cleanly(*USER_ERRORS)
+"""Decorate a click command: USER_ERRORS -> message and exit 1; Ctrl-C -> exit 130."""
 
-def fail_cleanly(fn):
-    """Decorate a click command: TrainerError (every subsystem's base) -> ClickException."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except TrainerError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-    return wrapper
+__all__ = ["EXIT_INTERRUPTED", "USER_ERRORS", "fail_cleanly"]

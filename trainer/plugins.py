@@ -25,6 +25,8 @@ import numpy as np
 import pluggy
 import torch
 
+from sentry.version import DISTRIBUTION
+
 from . import hookspecs
 from .errors import TrainerError
 
@@ -258,7 +260,7 @@ class PluginManager:
         """Loaded plugins in registration order, with versions and what each registers."""
         dists = {id(p): d for p, d in self.pm.list_plugin_distinfo()}
         try:
-            own = metadata.version("hark")
+            own = metadata.version(DISTRIBUTION)
         except metadata.PackageNotFoundError:
             own = "unknown"
         out = []

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, jsonify, request
 
-from .. import get_studio
+from ..context import get_studio
 from ..errors import StudioError
 from ..workspace import check_name
 

@@ -33,7 +33,7 @@ from trainer.config import (
 )
 from trainer.errors import TrainerError
 
-from .. import Studio, get_studio
+from ..context import Studio, get_studio
 from ..config_schema import PLUGIN_CHOICES, build_schema, plugin_names, schema_keys
 from ..errors import CONFLICT, NOT_FOUND, StudioError
 from ..workspace import check_name

@@ -28,7 +28,7 @@ from flask import Blueprint, jsonify, request
 from trainer.dataset import AUDIO_SUFFIXES, LABELS
 from trainer.errors import TrainerError
 
-from .. import get_studio
+from ..context import get_studio
 from ..errors import CONFLICT, StudioError
 from ..health import dataset_health
 from ..jobs import hark_argv
@@ -73,15 +73,15 @@ def _int(body: dict[str, Any], field: str, default: int, low: int, high: int) ->
 
 
 def synth_defaults() -> dict[str, Any]:
-    """The CLI's defaults (`hark synth`), so the form and the command never disagree."""
-    from trainer.cli import synth
+    """`hark synth`'s defaults (trainer.synth.defaults, which the command reads too), so the
+    form and the command never disagree."""
     from trainer.provenance import ENGINES
+    from trainer.synth import defaults
     from trainer.synth.build import SynthConfig, available_engines
-    options = {p.name: p.default for p in synth.params}
     config = SynthConfig()
     return {"engines": available_engines(config), "positives": config.n_positive, "negatives": config.n_negative_speech,
-            "neighbours": config.n_neighbour, "eval": options["with_eval"],
-            "eval_minutes": options["eval_minutes"], "seed": options["seed"],
+            "neighbours": config.n_neighbour, "eval": defaults.WITH_EVAL,
+            "eval_minutes": defaults.EVAL_MINUTES, "seed": defaults.SEED,
             "licence_clean": config.licence_clean,
             "licence_clean_engines": available_engines(SynthConfig(licence_clean=True)),
             "licences": {name: {"name": e.name, "licence": e.licence, "commercial_output": e.commercial_output}

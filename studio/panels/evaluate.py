@@ -38,7 +38,7 @@ from trainer.evaluate import (
     recommend_threshold,
 )
 
-from .. import get_studio
+from ..context import get_studio
 from ..errors import CONFLICT, NOT_FOUND, StudioError
 from ..jobs import RUNNING_STATES, hark_argv
 from ..workspace import named

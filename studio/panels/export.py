@@ -22,7 +22,7 @@ from flask import Blueprint, jsonify, request, send_file
 from sentry.errors import SentryError
 from sentry.manifest import MANIFEST_NAME, load_manifest
 
-from .. import get_studio
+from ..context import get_studio
 from ..errors import NOT_FOUND, StudioError
 from ..jobs import hark_argv
 from ..workspace import named

@@ -23,7 +23,7 @@ from trainer.mining.session import (
     load_session,
 )
 
-from .. import get_studio
+from ..context import get_studio
 from ..errors import CONFLICT, NOT_FOUND, StudioError
 from ..jobs import RUNNING_STATES, hark_argv
 from ..workspace import check_name, named
@@ -176,7 +176,7 @@ def defaults():
     """?run=R: the mining threshold `hark mine` would use for R's export."""
     from sentry.errors import SentryError
     from sentry.manifest import load_manifest
-    from trainer.mining.cli import DEFAULT_THRESHOLD_RATIO
+    from trainer.mining import DEFAULT_THRESHOLD_RATIO
 
     folder = _export_dir(request.args.get("run", ""))
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from .. import get_studio
+from ..context import get_studio
 from ..errors import CONFLICT, StudioError
 from ..jobs import RUNNING_STATES, hark_argv
 from ..workspace import check_name, named

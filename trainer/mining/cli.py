@@ -19,9 +19,16 @@ from pathlib import Path
 
 import click
 
+from sentry.clitools import model_option
 from trainer.clitools import fail_cleanly as _clean
 
-from . import DEFAULT_THREADS, MiningError
+from . import (
+    DEFAULT_STRIDE_HOPS,
+    DEFAULT_THREADS,
+    DEFAULT_THRESHOLD_RATIO,
+    PROBE_RATIO,
+    MiningError,
+)
 from .session import (
     CONFIRMED,
     DISCARDED,
@@ -33,14 +40,6 @@ from .session import (
 
 EXIT_PAUSED = 75
 """sysexits.h EX_TEMPFAIL: the work is incomplete and can be retried (resumed)."""
-DEFAULT_THRESHOLD_RATIO = 0.6
-"""Mining threshold as a share of the model's detection threshold: catch near-misses too."""
-PROBE_RATIO = 0.5
-"""Coarse-pass probe threshold as a share of the mining threshold (see scan.py)."""
-DEFAULT_STRIDE_HOPS = 3
-"""Coarse stride: 240 ms. On 2 h of real audio it missed none of 81 hits of the 80 ms path
-(stride 4 missed one) at ~2.5x the sentry's batch throughput per CPU-second; see
-benchmarks/miner_throughput.py."""
 
 
 class _StopFlag:
@@ -80,7 +79,7 @@ def _settings(manifest, *, threshold, probe, stride, merge_gap, int8):
 @click.command()
 @click.argument("session_path", metavar="SESSION", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@model_option(required=False,
               help="Exported model folder (required for a new session; on --resume it must match).")
 @click.option("--resume", is_flag=True, help="Continue SESSION exactly where it stopped.")
 @click.option("--force", is_flag=True, help="On --resume, accept a changed model or settings.")

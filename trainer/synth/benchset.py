@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from plugins.augment_reverb import generated_rir, reverberate
 from sentry.constants import SAMPLE_RATE
 from trainer.audio import write_wav
 from trainer.errors import TrainerError
 from trainer.evaluate import DEFAULT_GAP_S
+from trainer.reverb import generated_rir, reverberate
 from trainer.synth.evalsets import (
     HELDOUT_PITCH_PROBABILITY,
     HELDOUT_PITCH_SEMITONES,

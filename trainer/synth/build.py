@@ -220,7 +220,7 @@ def engine_missing(engine: str) -> tuple[str, str] | None:
         return (f"DECtalk is not installed in {dectalk.install_dir()} or does not run here",
                 "scripts/install_dectalk.sh (x86-64 Linux; apt-get install libpulse0 libsndfile1)")
     if engine == "pico" and not pico.available():
-        return "SVOX Pico is not installed", "pip install 'hark[pico]' (builds ttspico with a C compiler)"
+        return "SVOX Pico is not installed", "pip install 'hark-wakeword[pico]' (builds ttspico with a C compiler)"
     return None
 
 

@@ -62,7 +62,7 @@ def _engine(language: str):
     try:
         import ttspico
     except ImportError as exc:
-        raise TrainerError("SVOX Pico is not installed. Fix: pip install 'hark[pico]' "
+        raise TrainerError("SVOX Pico is not installed. Fix: pip install 'hark-wakeword[pico]' "
                            "(builds ttspico, needs a C compiler)") from exc
     try:
         engine = ttspico.TtsEngine(language)

@@ -10,7 +10,7 @@ from trainer.errors import TrainerError
 from trainer.synth import build, pico
 from trainer.synth.build import SynthConfig, synthesize_dataset
 
-needs_pico = pytest.mark.skipif(not pico.available(), reason="SVOX Pico not installed (hark[pico])")
+needs_pico = pytest.mark.skipif(not pico.available(), reason="SVOX Pico not installed (hark-wakeword[pico])")
 SMALL = {"n_negative_speech": 0, "n_neighbour": 0, "background_files": 0}
 
 

@@ -17,7 +17,7 @@ const PROBLEM_TITLES = {
 };
 
 const ENGINE_NAMES = { espeak: "espeak-ng", dectalk: "DECtalk", pico: "SVOX Pico" };
-const ENGINE_FIXES = { dectalk: "run scripts/install_dectalk.sh", pico: "pip install 'hark[pico]'" };
+const ENGINE_FIXES = { dectalk: "run scripts/install_dectalk.sh", pico: "pip install 'hark-wakeword[pico]'" };
 
 function listed(words) {
   return words.length > 1 ? `${words.slice(0, -1).join(", ")} and ${words.at(-1)}` : words[0];

@@ -1,0 +1,35 @@
+"""What every panel shares, in a module of its own: the panels and core_api import it, and
+studio/__init__ (create_app) imports them, so none of them imports the package back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+
+from .files import FileRoots
+from .jobs import JobManager
+
+EXTENSION = "hark_studio"
+"""The key of the Studio in app.extensions."""
+
+
+@dataclass
+class Studio:
+    """What every panel shares: the workspace folders, the job manager, the browsable roots."""
+
+    workspace: Path
+    jobs: JobManager
+    files: FileRoots
+    token: str | None = None
+
+    def folder(self, name: str) -> Path:
+        """WORKSPACE/<name> (data, runs, configs, sessions, uploads), created on first use."""
+        path = self.workspace / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def get_studio() -> Studio:
+    return current_app.extensions[EXTENSION]

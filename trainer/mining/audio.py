@@ -15,9 +15,10 @@ from typing import Self
 import numpy as np
 import soundfile as sf
 
-from sentry.audio import StreamResampler, parse_riff
+from sentry.audio import StreamResampler
 from sentry.constants import SAMPLE_RATE
 from sentry.errors import SentryError
+from sentry.wav import parse_riff
 
 from . import MiningError
 

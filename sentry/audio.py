@@ -34,6 +34,10 @@ RESAMPLE_PHASE_MIN_OUTPUTS = 64
 numpy call per phase) beats gathering each output's window (one copy per output)."""
 RESAMPLE_CACHED_TABLES = 16
 """Polyphase tables kept per process, keyed by the rate ratio (a few common rates)."""
+RESAMPLE_EAGER_TAPS = 1 << 20
+"""Tables up to this many taps (8 MB; every common rate's is under 40 000) are built whole
+and cached. An odd rate's table can reach 10 million taps (191999 Hz: 16000 phases of
+614), so its phases are computed as outputs need them: a short file pays for few."""
 
 
 # --------------------------------------------------------------------------- chunks
@@ -80,23 +84,31 @@ def read_wav(path: str | Path, budget: DecodeBudget = DEFAULT_BUDGET) -> np.ndar
 
 # --------------------------------------------------------------------------- resampling
 
-@functools.lru_cache(maxsize=RESAMPLE_CACHED_TABLES)
-def _polyphase_table(up: int, down: int) -> tuple[int, np.ndarray]:
-    """(half, taps): taps[p] holds the 2*half filter taps interpolating at fractional
-    offset p/up, for up/down resampling. Cached: a table costs more than a short clip."""
-    # Cutoff in cycles per input sample: below the lower of the two Nyquists.
-    cutoff = 0.5 * min(1.0, up / down) * RESAMPLE_ROLLOFF
-    half = int(math.ceil(RESAMPLE_ZERO_CROSSINGS / (2.0 * cutoff)))
+def _filter_half(up: int, down: int) -> tuple[int, float]:
+    """(half, cutoff): taps on each side and the low-pass cutoff in cycles per input sample."""
+    cutoff = 0.5 * min(1.0, up / down) * RESAMPLE_ROLLOFF  # below the lower of the two Nyquists
+    return int(math.ceil(RESAMPLE_ZERO_CROSSINGS / (2.0 * cutoff))), cutoff
+
+
+def _phase_taps(up: int, half: int, cutoff: float, phases: np.ndarray) -> np.ndarray:
+    """[len(phases), 2*half] filter taps: row i interpolates at fractional offset phases[i]/up."""
     k = np.arange(2 * half)
-    frac = np.arange(up)[:, None] / up
+    frac = np.asarray(phases)[:, None] / up
     tau = frac + (half - 1) - k[None, :]  # distance from each tap to the output time
     window = np.kaiser(2 * half + 1, RESAMPLE_KAISER_BETA)
     # Evaluate the (symmetric) Kaiser window at fractional positions by interpolation.
     wpos = np.clip(tau + half, 0, 2 * half)
     taps = 2 * cutoff * np.sinc(2 * cutoff * tau) * np.interp(wpos, np.arange(2 * half + 1), window)
-    taps /= taps.sum(axis=1, keepdims=True)  # exact unity gain at DC, every phase
-    taps.setflags(write=False)
-    return half, taps
+    return taps / taps.sum(axis=1, keepdims=True)  # exact unity gain at DC, every phase
+
+
+@functools.lru_cache(maxsize=RESAMPLE_CACHED_TABLES)
+def _polyphase_table(up: int, down: int) -> np.ndarray:
+    """Every phase's taps for up/down resampling; cached, a table costs more than a short clip."""
+    half, cutoff = _filter_half(up, down)
+    table = _phase_taps(up, half, cutoff, np.arange(up))
+    table.setflags(write=False)
+    return table
 
 
 class StreamResampler:
@@ -114,8 +126,24 @@ class StreamResampler:
         g = math.gcd(int(rate_in), int(rate_out))
         self.rate_in, self.rate_out = int(rate_in), int(rate_out)
         self._up, self._down = self.rate_out // g, self.rate_in // g
-        self._half, self._table = _polyphase_table(self._up, self._down)
+        self._half, self._cutoff = _filter_half(self._up, self._down)
+        if self._up * 2 * self._half <= RESAMPLE_EAGER_TAPS:
+            self._table, self._row_of = _polyphase_table(self._up, self._down), None
+        else:  # an odd rate: compute phases as outputs need them (at most the work itself)
+            self._table = np.zeros((0, 2 * self._half))
+            self._row_of = np.full(self._up, -1, dtype=np.int64)
         self.reset()
+
+    def _taps(self, phase: np.ndarray) -> np.ndarray:
+        """Filter taps for each output phase in `phase` ([n, 2*half])."""
+        if self._row_of is None:
+            return self._table[phase]
+        missing = np.unique(phase[self._row_of[phase] < 0])
+        if missing.size:
+            self._row_of[missing] = np.arange(missing.size) + self._table.shape[0]
+            self._table = np.concatenate(
+                [self._table, _phase_taps(self._up, self._half, self._cutoff, missing)])
+        return self._table[self._row_of[phase]]
 
     def reset(self) -> None:
         """Forget the stream; the next sample is input time 0 (silence before it)."""
@@ -164,13 +192,13 @@ class StreamResampler:
                 row = base - half + 1 - self._buf_start
                 count = -(-(stop - n0) // up)
                 rows = windows[row:row + (count - 1) * down + 1:down]
-                out[n0 - start::up] = np.einsum("ij,j->i", rows, self._table[phase])
+                out[n0 - start::up] = np.einsum("ij,j->i", rows, self._taps(np.array([phase]))[0])
         else:
             for b in range(start, stop, RESAMPLE_BLOCK_OUTPUTS):
                 n = np.arange(b, min(b + RESAMPLE_BLOCK_OUTPUTS, stop), dtype=np.int64)
                 base, phase = np.divmod(n * down, up)
                 out[b - start:b - start + n.size] = np.einsum(
-                    "ij,ij->i", windows[base - half + 1 - self._buf_start], self._table[phase])
+                    "ij,ij->i", windows[base - half + 1 - self._buf_start], self._taps(phase))
         self._next_out = stop
         # Drop input no future output can reach.
         keep_from = (stop * down) // up - half + 1

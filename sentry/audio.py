@@ -34,10 +34,10 @@ RESAMPLE_PHASE_MIN_OUTPUTS = 64
 numpy call per phase) beats gathering each output's window (one copy per output)."""
 RESAMPLE_CACHED_TABLES = 16
 """Polyphase tables kept per process, keyed by the rate ratio (a few common rates)."""
-RESAMPLE_EAGER_TAPS = 1 << 20
-"""Tables up to this many taps (8 MB; every common rate's is under 40 000) are built whole
-and cached. An odd rate's table can reach 10 million taps (191999 Hz: 16000 phases of
-614), so its phases are computed as outputs need them: a short file pays for few."""
+RESAMPLE_EAGER_TAPS = 1 << 16
+"""Tables up to this many taps (512 KB; every common rate's is under 40 000) are built
+whole and cached. An odd rate's table can reach 10 million taps (191999 Hz: 16000 phases
+of 614), so its phases are computed as outputs need them: a short file pays for few."""
 
 
 # --------------------------------------------------------------------------- chunks

@@ -64,6 +64,12 @@ def test_scan_refuses_a_hostile_rate_with_a_message_and_exit_1(tmp_path, model_d
     assert "Traceback" not in result.output and "detection(s)" not in result.output
 
 
+def test_listen_refuses_a_raw_rate_outside_the_range(model_dir):
+    result = CliRunner().invoke(cli, ["listen", "--stdin-raw", "--rate", "1", "--model", str(model_dir)],
+                                input=bytes(3200))
+    assert result.exit_code == 2 and "1 is not in the range 8000<=x<=192000" in result.output
+
+
 def test_duration_channels_bytes_and_samples_are_checked_before_decoding(tmp_path):
     path = tmp_path / "long.wav"
     sf.write(path, noise(2 * SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")

@@ -187,12 +187,14 @@ class StreamResampler:
         windows = sliding_window_view(self._buf, 2 * half)  # row i: inputs from _buf_start + i
         out = np.empty(stop - start, dtype=np.float32)
         if stop - start >= RESAMPLE_PHASE_MIN_OUTPUTS * up:
-            for n0 in range(start, min(start + up, stop)):
-                base, phase = divmod(n0 * down, up)
-                row = base - half + 1 - self._buf_start
+            first = np.arange(start, start + up, dtype=np.int64)  # one output of each phase
+            bases, phases = np.divmod(first * down, up)
+            taps = self._taps(phases)
+            for i, n0 in enumerate(range(start, start + up)):
+                row = int(bases[i]) - half + 1 - self._buf_start
                 count = -(-(stop - n0) // up)
                 rows = windows[row:row + (count - 1) * down + 1:down]
-                out[n0 - start::up] = np.einsum("ij,j->i", rows, self._taps(np.array([phase]))[0])
+                out[n0 - start::up] = np.einsum("ij,j->i", rows, taps[i])
         else:
             for b in range(start, stop, RESAMPLE_BLOCK_OUTPUTS):
                 n = np.arange(b, min(b + RESAMPLE_BLOCK_OUTPUTS, stop), dtype=np.int64)

@@ -86,7 +86,7 @@ MAX_DECODED_SAMPLES_PER_SECOND = 48_000 * 2
 the rate, the decoded samples bound the work of a request before it is done; a 10 s clip
 at 192 kHz would cost the judge ~60x a sentry's 16 kHz clip."""
 
-WAV_ERROR_CODES = {"not_wav": "not_wav", "bad_wav": "bad_wav", "empty": "empty_audio",
+WAV_ERROR_CODES = {"not_wav": "not_wav", "bad_wav": "bad_wav",
                    "unsupported_encoding": "unsupported_encoding",
                    "unsupported_rate": "unsupported_rate", "too_many_channels": "bad_wav",
                    "too_long": "clip_too_long", "too_big": "bad_wav"}
@@ -134,7 +134,7 @@ def decode_wav(blob: bytes, max_seconds: float) -> DecodedClip:
         hint = {"not_wav": "; send the clip as a WAV file with Content-Type: audio/wav",
                 "bad_wav": "; send a complete WAV file",
                 "too_long": " (pre-roll, the wake word and a little after)"}.get(exc.reason, "")
-        raise JudgeError(f"{exc}{hint}", code=WAV_ERROR_CODES[exc.reason]) from exc
+        raise JudgeError(f"{exc}{hint}", code=WAV_ERROR_CODES.get(exc.reason, "bad_wav")) from exc
     if mono.size == 0:
         raise JudgeError("the WAV file holds no audio; send the clip around the detection",
                          code="empty_audio")

@@ -60,8 +60,8 @@ _CHUNK_ID_BYTES = frozenset(range(0x20, 0x7F))
 
 class WavError(SentryError):
     """A WAV file refused, with `reason` saying which kind of problem for callers that map
-    it (the judge to an error code): not_wav, bad_wav, unsupported_encoding,
-    unsupported_rate, too_many_channels, too_long, too_big or empty."""
+    it (the judge to an error code): unreadable (no such file), not_wav, bad_wav,
+    unsupported_encoding, unsupported_rate, too_many_channels, too_long or too_big."""
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
@@ -245,12 +245,12 @@ def read_wav_file(path: str | Path, budget: DecodeBudget = DEFAULT_BUDGET
     """`decode_wav_bytes` of a file; its size is checked against `budget` before it is read."""
     path = Path(path)
     if not path.is_file():
-        raise WavError(f"{path}: no such audio file", "not_wav")
+        raise WavError(f"{path}: no such audio file", "unreadable")
     try:
         budget.check_size(str(path), path.stat().st_size)
         blob = path.read_bytes()
     except OSError as exc:
-        raise WavError(f"{path}: cannot read ({exc.strerror})", "not_wav") from exc
+        raise WavError(f"{path}: cannot read ({exc.strerror})", "unreadable") from exc
     return decode_wav_bytes(blob, path, budget)
 
 

@@ -20,7 +20,7 @@ from sentry.constants import SAMPLE_RATE
 from sentry.wav import MIN_RATE, WavError, decode_wav_bytes
 
 REASONS = {"not_wav", "bad_wav", "unsupported_encoding", "unsupported_rate",
-           "too_many_channels", "too_long", "too_big", "empty"}
+           "too_many_channels", "too_long", "too_big"}
 MAX_DATA_BYTES = 4096
 FIXED_ALLOWANCE_BYTES = 32 * 2**20
 """Memory any decode may use beyond a multiple of the file's size: a filter table

@@ -42,8 +42,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sentry.audio import (WAVE_FORMAT_IEEE_FLOAT, check_format, decode_pcm, parse_riff,
-                          resample)
+from sentry.audio import resample
+from sentry.wav import MAX_RATE, MIN_RATE, DecodeBudget, WavError, decode_wav_bytes
 from sentry.constants import (CLIP_SAMPLES, FRAME_SAMPLES, HOP_FRAMES, HOP_SAMPLES, N_MELS,
                               OVERLAP_SAMPLES, SAMPLE_RATE, WIN_SAMPLES, WINDOW_FRAMES)
 from sentry.detector import Detector, _hop_inputs, _windows
@@ -71,13 +71,26 @@ reads [E - WINDOW_SPAN_SAMPLES, E)."""
 WINDOW_HOPS = -(-WINDOW_FRAMES // HOP_FRAMES)
 """Hops of features one window needs (19: 148 frames are 18.5 hops of 8)."""
 
-SUPPORTED_RATES = (8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
-                   88_200, 96_000, 176_400, 192_000)
-"""Hz. The rates sound cards and codecs produce. Any other rate is refused: resampling an
-arbitrary rate (say 191999 Hz) needs a polyphase table of millions of taps per request."""
+SUPPORTED_RATES = tuple(r for r in (8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000,
+                                     44_100, 48_000, 88_200, 96_000, 176_400, 192_000)
+                        if MIN_RATE <= r <= MAX_RATE)
+"""Hz. The rates sound cards and codecs produce, within sentry.wav's range. Any other rate
+is refused: resampling an arbitrary rate (say 191999 Hz) needs a polyphase table of
+millions of taps."""
 
 MAX_CHANNELS = 8
 """Channels accepted in one WAV (7.1 audio); more is a malformed or hostile header."""
+
+MAX_DECODED_SAMPLES_PER_SECOND = 48_000 * 2
+"""Samples (frames x channels) decoded per second of the clip limit: 48 kHz stereo. With
+the rate, the decoded samples bound the work of a request before it is done; a 10 s clip
+at 192 kHz would cost the judge ~60x a sentry's 16 kHz clip."""
+
+WAV_ERROR_CODES = {"not_wav": "not_wav", "bad_wav": "bad_wav",
+                   "unsupported_encoding": "unsupported_encoding",
+                   "unsupported_rate": "unsupported_rate", "too_many_channels": "bad_wav",
+                   "too_long": "clip_too_long", "too_big": "bad_wav"}
+"""sentry.wav's WavError reasons -> the judge's error codes (judge/openapi.json)."""
 
 MODEL_VERSION_HEX = 12
 """Hex digits of the scoring graphs' SHA-256 used as the model version."""
@@ -102,49 +115,29 @@ class DecodedClip:
 
 def decode_wav(blob: bytes, max_seconds: float) -> DecodedClip:
     """Decode WAV bytes (8/16/24/32-bit PCM or 32/64-bit float, any SUPPORTED_RATES rate,
-    up to MAX_CHANNELS channels) to float32 mono 16 kHz; channels are averaged.
+    up to MAX_CHANNELS channels) to float32 mono 16 kHz with sentry.wav, the sentry's own
+    reader; channels are averaged.
 
-    max_seconds: longest clip accepted, checked from the header before any decoding.
-    Every problem is a JudgeError with status 400 and a code naming it.
+    max_seconds: longest clip accepted. It and the decoded samples are checked from the
+    header before any decoding. Every problem is a JudgeError with status 400 and a code
+    naming it.
     """
     if not blob:
         raise JudgeError("the request body is empty; send a WAV file holding the clip "
                          "(pre-roll, the wake word and a little after)", code="empty_body")
-    if len(blob) < 12 or blob[:4] not in (b"RIFF", b"RIFX") or blob[8:12] != b"WAVE":
-        raise JudgeError("the body is not a WAV file (no RIFF/WAVE header); send the clip as "
-                         "a WAV file with Content-Type: audio/wav", code="not_wav")
+    budget = DecodeBudget(rates=SUPPORTED_RATES, max_channels=MAX_CHANNELS,
+                          max_seconds=max_seconds,
+                          max_samples=int(max_seconds * MAX_DECODED_SAMPLES_PER_SECOND))
     try:
-        fmt = parse_riff(BODY_LABEL, blob)
-    except SentryError as exc:
-        raise JudgeError(f"{exc}; send a complete WAV file", code="bad_wav") from exc
-    try:
-        check_format(BODY_LABEL, fmt)
-    except SentryError as exc:
-        raise JudgeError(str(exc), code="unsupported_encoding") from exc
-    if fmt.rate not in SUPPORTED_RATES:
-        raise JudgeError(f"sample rate {fmt.rate} Hz is not supported; send one of "
-                         f"{', '.join(str(r) for r in SUPPORTED_RATES)} Hz (16000 is best)",
-                         code="unsupported_rate")
-    if fmt.channels > MAX_CHANNELS:
-        raise JudgeError(f"the WAV header claims {fmt.channels} channels; at most "
-                         f"{MAX_CHANNELS} are accepted (mono is best)", code="bad_wav")
-    raw = blob[fmt.data_offset:fmt.data_offset + fmt.data_size]
-    if len(raw) < fmt.data_size:
-        raise JudgeError(f"truncated WAV: the header promises {fmt.data_size} bytes of audio but "
-                         f"the body holds {len(raw)}; send the whole file", code="bad_wav")
-    frame_bytes = fmt.channels * fmt.width
-    frames = len(raw) // frame_bytes
-    if frames == 0:
+        mono, fmt = decode_wav_bytes(blob, BODY_LABEL, budget)
+    except WavError as exc:
+        hint = {"not_wav": "; send the clip as a WAV file with Content-Type: audio/wav",
+                "bad_wav": "; send a complete WAV file",
+                "too_long": " (pre-roll, the wake word and a little after)"}.get(exc.reason, "")
+        raise JudgeError(f"{exc}{hint}", code=WAV_ERROR_CODES.get(exc.reason, "bad_wav")) from exc
+    if mono.size == 0:
         raise JudgeError("the WAV file holds no audio; send the clip around the detection",
                          code="empty_audio")
-    seconds = frames / fmt.rate
-    if seconds > max_seconds:
-        raise JudgeError(f"the clip is {seconds:.1f} s long; this judge accepts at most "
-                         f"{max_seconds:g} s (pre-roll, the wake word and a little after)",
-                         code="clip_too_long")
-    samples = decode_pcm(raw[:frames * frame_bytes], fmt.width,
-                          fmt.format_tag == WAVE_FORMAT_IEEE_FLOAT)
-    mono = samples.reshape(frames, fmt.channels).mean(axis=1, dtype=np.float32)
     if not np.all(np.isfinite(mono)):
         raise JudgeError("the float WAV holds NaN or infinite samples; send audio in [-1, 1]",
                          code="bad_audio")

@@ -13,6 +13,7 @@ import torch
 
 from sentry.constants import SAMPLE_RATE
 from trainer import hookimpl
+from trainer.audio import snr_gain
 from trainer.errors import TrainerError
 
 MIN_POWER = 1e-12
@@ -35,8 +36,7 @@ def mix_at_snr(signal: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor) 
     """signal + noise scaled to snr_db [B] dB below each row's signal power (float32 [B, N])."""
     p_signal = signal.pow(2).mean(dim=1, keepdim=True)
     p_noise = noise.pow(2).mean(dim=1, keepdim=True).clamp(min=MIN_POWER)
-    scale = torch.sqrt(p_signal / (p_noise * 10.0 ** (snr_db.unsqueeze(1) / 10.0)))
-    return signal + noise * scale
+    return signal + noise * snr_gain(p_signal.sqrt(), p_noise.sqrt(), snr_db.unsqueeze(1))
 
 
 def measured_snr_db(clean: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:

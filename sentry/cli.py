@@ -20,6 +20,7 @@ from .constants import SAMPLE_RATE
 from .daemon import Listener, MicrophoneSource, StdinSource, stop_on_signals
 from .detector import Detection, Detector
 from .errors import SentryError
+from .wav import MAX_RATE, MIN_RATE
 
 USER_ERRORS = (SentryError,)
 
@@ -106,7 +107,7 @@ def _judge_options(f):
 @model_option()
 @click.option("--stdin-raw", is_flag=True,
               help="Read raw 16-bit little-endian mono PCM from stdin instead of a microphone.")
-@click.option("--rate", type=click.IntRange(min=1), default=SAMPLE_RATE, show_default=True,
+@click.option("--rate", type=click.IntRange(MIN_RATE, MAX_RATE), default=SAMPLE_RATE, show_default=True,
               help="Input sample rate in Hz; other rates than 16000 are resampled.")
 @click.option("--device", default=None,
               help="Microphone: index or name as listed by `python -m sounddevice`.")

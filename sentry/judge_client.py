@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import enum
 import http.client
-import io
 import json
 import logging
 import random
@@ -35,7 +34,6 @@ import socket
 import threading
 import time
 import urllib.parse
-import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +43,7 @@ import numpy as np
 from . import __version__
 from .constants import CLIP_SAMPLES, HOP_SAMPLES, SAMPLE_RATE
 from .errors import SentryError
+from .wav import encode_wav
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +79,6 @@ MAX_RESPONSE_BYTES = 64 * 1024
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 """HTTP statuses worth retrying: the judge is overloaded or restarting, not refusing."""
-
-INT16_FULL_SCALE = 32_767
 
 
 class Policy(str, enum.Enum):
@@ -203,18 +200,6 @@ class _Transient(Exception):
 
 class _Refused(Exception):
     """The judge answered but refused (wrong key, clip too big...): retrying cannot help."""
-
-
-def encode_wav(pcm: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
-    """float32 mono audio in [-1, 1] -> the bytes of a 16-bit PCM WAV file."""
-    samples = np.clip(np.asarray(pcm, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(np.round(samples * INT16_FULL_SCALE).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def clip_span(time_s: float) -> tuple[int, int]:

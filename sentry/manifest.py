@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SentryError
+from .files import write_text_atomic
 from .postprocess import TriggerSettings
 
 MANIFEST_NAME = "manifest.json"
@@ -57,11 +58,7 @@ class Manifest:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     def write(self, folder: Path) -> Path:
-        path = Path(folder) / MANIFEST_NAME
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
-        return path
+        return write_text_atomic(Path(folder) / MANIFEST_NAME, self.to_json())
 
 
 def load_manifest(folder: str | Path) -> Manifest:

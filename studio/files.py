@@ -8,9 +8,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FORBIDDEN, NOT_FOUND, StudioError
+from trainer.audio import AUDIO_SUFFIXES  # noqa: F401  (core_api and the importer use it)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+from .errors import FORBIDDEN, NOT_FOUND, StudioError
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sentry.files import write_text_atomic
+
 from .errors import CONFLICT, NOT_FOUND, StudioError
 
 STOP_GRACE_S = 30.0
@@ -154,9 +156,8 @@ class JobManager:
             self.jobs[job.id] = job
 
     def _save(self) -> None:
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"jobs": [j.to_dict() for j in self.jobs.values()]}, indent=1))
-        os.replace(tmp, self._state_file)
+        write_text_atomic(self._state_file,
+                          json.dumps({"jobs": [j.to_dict() for j in self.jobs.values()]}, indent=1))
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, kind: str, argv: list[str], *, title: str, meta: dict[str, Any] | None = None) -> Job:

@@ -3,27 +3,37 @@
 Everything inside the trainer is float32 mono at SAMPLE_RATE (16 kHz) in [-1, 1]. Files at other
 rates are resampled and multi-channel files are downmixed on load; ``inspect_audio`` reports
 those fixes and the problems that make a file unusable, so a dataset loader can count them.
+
+This is the trainer's one way in for audio files, and it uses the device's own pieces: WAV is
+decoded by sentry.wav and every rate is converted by sentry.audio's resampler, so a number
+computed here is the number the sentry would compute. soundfile decodes what the sentry
+does not read (FLAC, OGG, A-law/u-law WAV), under the same decode budget.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
+from sentry.audio import resample
 from sentry.constants import SAMPLE_RATE
+from sentry.files import write_bytes_atomic
+from sentry.wav import DEFAULT_BUDGET, DecodeBudget, WavError, encode_wav, read_wav_file
 from trainer.errors import TrainerError
 
 SILENCE_DBFS = -60.0
 """A file whose peak is below this level (dB re full scale) holds no usable signal."""
-MAX_RESAMPLE_DENOMINATOR = 1_000
-"""Odd rates are approximated by a ratio with at most this denominator (error < 0.1 %)."""
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+"""Audio files the trainer, the miner and the studio pick up (compared lower-cased)."""
+
+SOUNDFILE_REASONS = ("not_wav", "unsupported_encoding")
+"""sentry.wav refusals that soundfile may still decode: a .wav file that is RF64 or
+A-law/u-law, say. Any other refusal (a bad rate, a truncation) is final."""
 
 # Problem kinds. Fatal ones make a file unusable; fixes are applied on load and only counted.
 UNREADABLE = "unreadable"
@@ -62,25 +72,45 @@ class AudioCheck:
         return self.problem is None
 
 
-def resample(audio: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Resample float audio from ``from_rate`` to ``to_rate`` Hz with a polyphase filter."""
-    if from_rate == to_rate:
-        return np.asarray(audio, dtype=np.float32)
-    ratio = Fraction(to_rate, from_rate).limit_denominator(MAX_RESAMPLE_DENOMINATOR)
-    return resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
+def snr_gain(signal_rms, noise_rms, snr_db):
+    """The factor that puts noise of RMS `noise_rms` `snr_db` dB below a signal of RMS
+    `signal_rms`: mix as signal + gain * noise. Floats, numpy arrays and torch tensors alike."""
+    return signal_rms / noise_rms / 10.0 ** (snr_db / 20.0)
 
 
-def _read(path: Path) -> tuple[np.ndarray, int, int]:
-    """Read a file as float32 mono at SAMPLE_RATE; returns (audio, original rate, channels)."""
+def _read_soundfile(path: Path, budget: DecodeBudget) -> tuple[np.ndarray, int, int]:
+    """Float32 mono at the file's own rate, (audio, rate, channels), checked from the header."""
     try:
+        info = sf.info(str(path))
+        budget.check_size(str(path), path.stat().st_size)
+        budget.check_stream(str(path), int(info.samplerate), int(info.channels))
+        budget.check_length(str(path), int(info.samplerate), int(info.channels), int(info.frames))
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except WavError:
+        raise
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
         raise TrainerError(
             f"{path}: cannot read audio ({exc}). Fix: re-export it as 16 kHz mono WAV, or delete it"
         ) from exc
     channels = data.shape[1]
-    mono = data.mean(axis=1) if channels > 1 else data[:, 0]
-    return resample(mono, rate), int(rate), int(channels)
+    return (data.mean(axis=1) if channels > 1 else data[:, 0]), int(rate), int(channels)
+
+
+def _read(path: Path, budget: DecodeBudget = DEFAULT_BUDGET) -> tuple[np.ndarray, int, int]:
+    """Read a file as float32 mono at SAMPLE_RATE; returns (audio, original rate, channels)."""
+    try:
+        try:
+            if path.suffix.lower() != ".wav":
+                raise WavError(f"{path}: not a WAV file", "not_wav")
+            mono, fmt = read_wav_file(path, budget)
+            rate, channels = fmt.rate, fmt.channels
+        except WavError as exc:
+            if exc.reason not in SOUNDFILE_REASONS:
+                raise
+            mono, rate, channels = _read_soundfile(path, budget)
+    except WavError as exc:
+        raise TrainerError(f"{exc}. Fix: re-export it as 16 kHz mono WAV, or delete it") from exc
+    return resample(mono, rate), rate, channels
 
 
 def load_audio(path: str | os.PathLike) -> np.ndarray:
@@ -134,7 +164,7 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray) -> Path:
     """Write float audio as 16 kHz 16-bit PCM mono WAV, atomically and without clipping.
 
     Audio peaking above full scale is scaled down to fit rather than clipped. The file is written
-    to a temporary name in the same folder and renamed, so a crash never leaves half a file.
+    through sentry.files' atomic write, so a crash never leaves half a file.
     """
     path = Path(path)
     x = np.asarray(audio, dtype=np.float32).reshape(-1)
@@ -145,12 +175,4 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray) -> Path:
     if top > full_scale:
         x = x * (full_scale / top)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wav", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, x, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, encode_wav(x, SAMPLE_RATE))

@@ -20,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.audio import inspect_audio
+from sentry.files import write_text_atomic
+from trainer.audio import AUDIO_SUFFIXES, inspect_audio
 from trainer.errors import TrainerError
 
 LABELS = ("positive", "negative", "hard_negative", "background", "rir")
@@ -33,7 +33,6 @@ LABELS = ("positive", "negative", "hard_negative", "background", "rir")
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 HASH_SPLIT_PERCENT = (80, 10, 10)
 """train/val/test shares, in percent, for files dropped in by hand."""
 USER_ENGINE = "user"
@@ -122,11 +121,8 @@ def read_manifest(root: Path) -> dict:
 
 
 def write_manifest(root: Path, data: dict) -> None:
-    """Write the manifest atomically (temp file + rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=root)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, root / MANIFEST)
+    """Write the manifest atomically (sentry.files: temp file, fsync, rename)."""
+    write_text_atomic(root / MANIFEST, json.dumps(data, indent=1))
 
 
 def _clip_from_entry(root: Path, entry: dict) -> Clip:

@@ -23,6 +23,7 @@ import numpy as np
 from sentry.constants import HOP_SAMPLES, SAMPLE_RATE
 from sentry.postprocess import HOP_SECONDS, TriggerSettings, detect, detect_hops, smooth
 
+from .audio import snr_gain
 from .errors import TrainerError
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -119,8 +120,7 @@ def _mix_background(stream: np.ndarray, clips: Sequence[np.ndarray], background:
     noise = np.tile(background, reps)[: stream.size]
     speech_rms = float(np.mean([np.sqrt(np.mean(np.square(np.asarray(c, np.float64))))
                                 for c in clips]))
-    gain = speech_rms / noise_rms / (10.0 ** (snr_db / 20.0))
-    return stream + gain * noise
+    return stream + snr_gain(speech_rms, noise_rms, snr_db) * noise
 
 
 def match_detections(times: np.ndarray, regions: Sequence[Region], tolerance_s: float) -> tuple[int, int]:

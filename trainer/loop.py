@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
+
+from sentry.files import atomic_write, write_text_atomic
 
 from . import distributed, perf
 from .config import Config, config_from_dict, save_config
@@ -73,17 +74,16 @@ def save_checkpoint(path: Path, *, model: nn.Module, optimizer, scheduler, epoch
     averaged weights are "model" (what export and distillation read), and the weights being
     trained are kept apart for resume."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     averaged = {} if ema is None else {"model": ema.module.state_dict(), "ema": ema.state_dict(),
                                         "train_model": model.state_dict()}
-    torch.save({"model": model.state_dict(), **averaged, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
-                "rng": _rng_state(), "config": config.to_dict(), "best": best,
-                "architecture": config.model.architecture,
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                # What a student checks before distilling from this run (trainer/teachers.py).
-                "features": feature_settings()}, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as handle:
+        torch.save({"model": model.state_dict(), **averaged, "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
+                    "rng": _rng_state(), "config": config.to_dict(), "best": best,
+                    "architecture": config.model.architecture,
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    # What a student checks before distilling from this run (trainer/teachers.py).
+                    "features": feature_settings()}, handle)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -154,9 +154,7 @@ def _trim_metrics(path: Path, epochs_done: int) -> None:
         except ValueError:
             pass  # a line cut short by the crash that ended the run
     if len(kept) != len(lines):
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,

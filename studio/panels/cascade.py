@@ -186,6 +186,7 @@ def _read_upload() -> np.ndarray:
     """The uploaded WAV as float32 16 kHz mono (sentry.audio.read_wav: any rate or width)."""
     from sentry.audio import read_wav
     from sentry.errors import SentryError
+    from sentry.wav import DecodeBudget, WavError
 
     upload = request.files.get("audio")
     if upload is None or not upload.filename:
@@ -194,11 +195,12 @@ def _read_upload() -> np.ndarray:
                                      suffix=".wav") as tmp:
         upload.save(tmp)
         tmp.flush()
-        try:
-            pcm = read_wav(tmp.name)
+        try:  # the length is checked from the header, before anything is decoded
+            pcm = read_wav(tmp.name, DecodeBudget(max_seconds=MAX_CLIP_SECONDS))
         except SentryError as exc:
+            too_long = isinstance(exc, WavError) and exc.reason == "too_long"
             raise StudioError(f"{upload.filename}: {exc}".replace(tmp.name, "the upload"),
-                              code="bad_audio") from exc
+                              code="too_long" if too_long else "bad_audio") from exc
     return pcm
 
 

@@ -296,7 +296,7 @@ def decode_audio(blob: bytes, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     by block, so a long multi-channel file never sits in memory whole."""
     import soundfile as sf
 
-    from trainer.audio import resample
+    from sentry.audio import resample
 
     if not blob:
         raise StudioError(f"{name}: the file is empty", code="not_audio")

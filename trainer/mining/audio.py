@@ -9,29 +9,30 @@ start of the file are silence, as the sentry assumes before a stream starts.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Self
 
 import numpy as np
 import soundfile as sf
 
-from sentry.audio import StreamResampler, parse_riff
+from sentry.audio import StreamResampler
 from sentry.constants import SAMPLE_RATE
 from sentry.errors import SentryError
+from sentry.wav import UNKNOWN_DATA_SIZES, DecodeBudget, parse_riff
+from trainer.audio import AUDIO_SUFFIXES
 
 from . import MiningError
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-"""Files a folder scan picks up (case-insensitive); soundfile decodes all three."""
+STREAM_BUDGET = DecodeBudget(max_seconds=7 * 24 * 3600.0, max_bytes=sys.maxsize)
+"""What a file may claim in its header (sentry.wav's rate and channel limits, a week of
+audio at most). Files are decoded in blocks, never whole, so their size is not limited."""
 
 READ_FRAMES = 262_144
 """Input frames per soundfile read: ~16 s at 16 kHz, a few MB, amortises call overhead."""
 
 HEADER_BYTES = 1 << 20
 """Bytes of a WAV header read to compare its declared data size with the file size."""
-
-UNKNOWN_SIZES = (0, 0xFFFFFFFF)
-"""WAV data sizes that streaming writers leave as placeholders: not a truncation."""
 
 
 class BadAudio(MiningError):
@@ -65,7 +66,7 @@ def _check_wav_length(path: Path) -> None:
         fmt = parse_riff(path, head)
     except SentryError:
         return  # not a plain RIFF header we can judge (or a huge one); libsndfile decides
-    if fmt.data_size not in UNKNOWN_SIZES and fmt.data_offset + fmt.data_size > size:
+    if fmt.data_size not in UNKNOWN_DATA_SIZES and fmt.data_offset + fmt.data_size > size:
         got = size - fmt.data_offset
         raise BadAudio(f"{path}: truncated WAV, the header promises {fmt.data_size} bytes of "
                        f"audio but the file holds {max(got, 0)}; re-copy or re-record it")
@@ -91,6 +92,11 @@ def probe(path: Path) -> float:
         raise BadAudio(f"{path}: unreadable audio ({exc})") from exc
     if info.samplerate <= 0 or info.channels <= 0:
         raise BadAudio(f"{path}: header claims {info.channels} channels at {info.samplerate} Hz")
+    try:  # before any decoding: a 1 Hz header would resample to 16000x its size
+        STREAM_BUDGET.check_stream(str(path), info.samplerate, info.channels)
+        STREAM_BUDGET.check_length(str(path), info.samplerate, info.channels, info.frames)
+    except SentryError as exc:
+        raise BadAudio(str(exc)) from exc
     return info.frames / info.samplerate
 
 

@@ -11,9 +11,7 @@ between replays to the same file name instead of a duplicate.
 from __future__ import annotations
 
 import errno
-import io
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sentry.constants import CLIP_SAMPLES, HOP_SAMPLES, SAMPLE_RATE
+from sentry.wav import encode_wav
 
 from . import MiningError
 from .audio import AudioSource, BadAudio, find_audio, probe
@@ -105,18 +104,6 @@ def create(path: Path, *, model_dir: Path, model: dict, paths: list[Path], setti
     return session
 
 
-def wav_bytes(audio: np.ndarray) -> bytes:
-    """16-bit mono 16 kHz WAV of float audio in [-1, 1]."""
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
-    return buffer.getvalue()
-
-
 class Miner:
     """Runs one session to completion or to a pause. `should_stop` is polled after every
     block (a signal handler sets it); `progress` shows a tqdm bar on stderr."""
@@ -148,7 +135,7 @@ class Miner:
         clips = self.session.clips
         clips.mkdir(exist_ok=True)
         name = f"{entry['key']}_{hit.peak_hop:09d}.wav"
-        blob = wav_bytes(self._clip_audio(source, hit))
+        blob = encode_wav(self._clip_audio(source, hit))
         try:
             write_bytes(clips / name, blob)
         except OSError as exc:

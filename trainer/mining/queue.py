@@ -11,10 +11,11 @@ This is the same data the studio UI shows.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
+
+from sentry.files import copy_atomic
+from sentry.wav import WavError, encode_wav, read_wav_file
 
 from . import MiningError
 from .session import (
@@ -95,29 +96,27 @@ def _target(session: Session, hit: dict, root: Path, label: str) -> Path:
 
 def _copy_atomic(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
     try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        copy_atomic(src, dst)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise MiningError(f"cannot copy {src} to {dst} ({exc.strerror}); nothing was changed "
                           "for this hit") from exc
 
 
 def _write_positive(session: Session, hit: dict, clip: Path, dst: Path) -> None:
     """The end of the window that fired: the wake word ends near the peak hop."""
-    import soundfile as sf
-
     from trainer.config import DataConfig
 
-    from .miner import wav_bytes
-    audio, rate = sf.read(str(clip), dtype="float32")
+    try:
+        audio, fmt = read_wav_file(clip)
+    except WavError as exc:
+        raise MiningError(f"{exc}; discard the hit or resume the session to write it again") from exc
+    rate = fmt.rate
     end = round((hit["offset_s"] - hit["clip_start_s"]) * rate)
     keep = int((DataConfig().max_positive_s - POSITIVE_MARGIN_S) * rate)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        write_bytes(dst, wav_bytes(audio[max(0, end - keep):end]))
+        write_bytes(dst, encode_wav(audio[max(0, end - keep):end]))
     except OSError as exc:
         raise MiningError(f"cannot write {dst} ({exc.strerror}); nothing was changed for hit "
                           f"{hit['id']}") from exc

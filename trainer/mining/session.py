@@ -18,11 +18,12 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sentry.files import write_bytes_atomic as write_bytes  # the miner and queue use it
 
 from . import MiningError
 
@@ -149,30 +150,9 @@ def running(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_bytes(path: Path, blob: bytes) -> None:
-    """Write a file atomically: temp file in the same folder, fsync, rename over. On any error
-    (disk full included) the temp file is removed and the old file is left as it was."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_json_atomic(path: Path, data: dict) -> None:
-    """``write_bytes`` of the JSON, then fsync the folder so the rename itself is durable."""
+    """The JSON written atomically (sentry.files: temp file, fsync, rename, folder fsync)."""
     write_bytes(path, json.dumps(data, indent=1).encode("utf-8"))
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _read(path: Path) -> dict:

@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from sentry.constants import SAMPLE_RATE
-from trainer.audio import write_wav
+from trainer.audio import snr_gain, write_wav
 from trainer.errors import TrainerError
 from trainer.evaluate import DEFAULT_GAP_S
 from trainer.reverb import generated_rir, reverberate
@@ -212,7 +212,7 @@ def _scene(word: str, voice: str, condition: str, reverb: bool, rng: np.random.G
     if condition != "clean":
         noise_kind = NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))]
         noise = _background(noise_kind, speech.size / SAMPLE_RATE, rng, voices, words)[: speech.size]
-        speech = speech + noise * (phrase_rms / max(_rms(noise), 1e-12) / 10 ** (float(condition) / 20))
+        speech = speech + noise * snr_gain(phrase_rms, max(_rms(noise), 1e-12), float(condition))
     info = {"voice": voice, "condition": condition, "noise": noise_kind, "reverb": reverb,
             "before": before, "command": command}
     return speech.astype(np.float32), (start, start + phrase.size), info
@@ -280,7 +280,7 @@ def build_negative_stream(path: Path, voices: list[str], words: list[str], minut
                 bg = NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))]
                 noise = _background(bg, audio.size / SAMPLE_RATE, rng, voices, words)[: audio.size]
                 snr = rng.uniform(*NEGATIVE_SNR_DB)
-                audio = audio + noise * (_rms(audio) / max(_rms(noise), 1e-12) / 10 ** (snr / 20))
+                audio = audio + noise * snr_gain(_rms(audio), max(_rms(noise), 1e-12), snr)
                 counts[f"{kind}_in_noise"] += 1
             counts[kind] += 1
             recent.append(text)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sentry.audio import resample
 from sentry.constants import SAMPLE_RATE
-from trainer.audio import resample
 from trainer.errors import TrainerError
 
 ESPEAK_RATE = 22_050

@@ -218,6 +218,22 @@ def test_a_ten_minute_clip_that_fits_the_body_limit_is_too_long(judge_model, jud
     assert error["code"] == "clip_too_long" and "600.0 s" in error["message"]
 
 
+def test_decode_work_is_bounded_from_the_header_by_duration_and_rate(judge_model, judge_spec, auth):
+    """10 s of 192 kHz float cost the judge 0.7 s of resampling against ~10 ms for a sentry's
+    clip: the decoded samples (frames x channels) are capped at 10 s of 48 kHz stereo."""
+    app = create_app({"MODEL_DIR": str(judge_model), "API_KEYS": [judge_spec.key],
+                      "ENVIRON": {}, "MAX_BODY_BYTES": 8 * 1024 * 1024})
+    client = app.test_client()
+    heavy = wav_bytes(judge_spec.make_clip(10.0, (8.0, 9.9), rate=192_000), 192_000, "FLOAT")
+    response = post(client, heavy, auth)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "clip_too_long" and "1,920,000 samples" in error["message"]
+    light = wav_bytes(judge_spec.make_clip(CLIP_S, TONE, rate=192_000), 192_000, "FLOAT")
+    verdict = post(client, light, auth)
+    assert verdict.status_code == 200 and verdict.get_json()["verified"]
+
+
 def test_nan_in_a_float_wav_is_refused(client, auth, judge_spec):
     audio = judge_spec.make_clip(CLIP_S, TONE)
     audio[100] = np.nan

@@ -65,6 +65,26 @@ def test_bad_files_are_skipped_and_counted(tone_model, audio_folder, tmp_path):
     assert data.counts()["files_skipped"] == 4
 
 
+def _claiming(rate: int, data_bytes: int) -> bytes:
+    """A 16-bit mono WAV whose header claims `rate` Hz, followed by silence."""
+    import struct
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, (2 * rate) % 2**32, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data_bytes)
+    return b"RIFF" + struct.pack("<I", len(body) + data_bytes) + body + bytes(data_bytes)
+
+
+def test_hostile_sample_rates_are_skipped_and_counted(tone_model, audio_folder, tmp_path):
+    """100 KB claiming 1 Hz used to abort the session with a traceback (a 3 GiB allocation)."""
+    (audio_folder / "one_hz.wav").write_bytes(_claiming(1, 100_000))
+    (audio_folder / "four_ghz.wav").write_bytes(_claiming(4_000_000_000, 10_000))
+    session = tmp_path / "s.json"
+    result = hark("mine", session, "--model", tone_model, audio_folder, "--no-progress")
+    assert "complete: 3/5 files done, 2 skipped" in result.output
+    errors = {f["path"].rsplit("/", 1)[1]: f["error"] for f in load_session(session).files if f["error"]}
+    assert set(errors) == {"one_hz.wav", "four_ghz.wav"}
+    assert "sample rate of 1 Hz, outside 8000-192000 Hz" in errors["one_hz.wav"]
+
+
 def test_disk_full_while_saving_a_clip_leaves_the_session_consistent(tone_model, long_wav,
                                                                      tmp_path, monkeypatch):
     reference = tmp_path / "ref.json"

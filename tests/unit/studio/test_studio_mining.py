@@ -382,6 +382,28 @@ def test_the_key_is_never_written(client, workspace):
         "error"]["code"] == "bad_key"
 
 
+def test_verify_refuses_a_hostile_header_before_decoding(client, workspace):
+    """A 10 KB WAV claiming 1 Hz was a 500 MemoryError after 22.8 s; a long clip was decoded
+    whole before its length was checked."""
+    import struct
+    from io import BytesIO
+
+    def claiming(rate: int, bits: int, data_bytes: int, held: int) -> bytes:
+        fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * bits // 8, bits // 8, bits)
+        body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data_bytes)
+        return b"RIFF" + struct.pack("<I", len(body) + data_bytes) + body + bytes(held)
+
+    form = {"url": f"http://127.0.0.1:{_closed_port()}", "key": KEY, "run": "r1"}
+    answer = client.post("/api/cascade/verify",
+                         data={**form, "audio": (BytesIO(claiming(1, 16, 10_000, 10_000)), "x.wav")})
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "bad_audio"
+    assert "sample rate of 1 Hz" in answer.json["error"]["message"]
+    long = claiming(8_000, 8, 8_000 * 600, 8_000 * 600)  # 600 s of 8-bit audio, 4.8 MB
+    answer = client.post("/api/cascade/verify", data={**form, "audio": (BytesIO(long), "long.wav")})
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "too_long"
+    assert "600.0 s of audio is more than the 120 s accepted" in answer.json["error"]["message"]
+
+
 def test_verify_refuses_what_it_cannot_score(client, workspace):
     from io import BytesIO
 

@@ -62,3 +62,39 @@ def test_write_wav_scales_instead_of_clipping(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["loud.wav"]  # no temp file left behind
     with pytest.raises(TrainerError, match="NaN"):
         write_wav(tmp_path / "nan.wav", np.array([0.0, np.nan], np.float32))
+
+
+def test_other_rates_go_through_the_devices_resampler(tmp_path):
+    """Evaluation, synthesis and the studio resample exactly as the sentry does (the
+    scipy resampler the trainer had differed from it by up to 0.04 on speech)."""
+    from sentry.audio import read_wav
+    path = tmp_path / "espeak_rate.wav"
+    sf.write(path, tone(700.0, 0.7, 22_050) + tone(3900.0, 0.7, 22_050, 0.2), 22_050, subtype="PCM_16")
+    np.testing.assert_array_equal(load_audio(path), read_wav(path))
+
+
+def test_a_header_outside_the_decode_budget_is_unreadable_not_a_crash(tmp_path):
+    import struct
+    fmt = struct.pack("<HHIIHH", 1, 1, 1, 2, 2, 16)  # 10 KB claiming 1 Hz: 80 M samples at 16 kHz
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 10_000)
+    path = tmp_path / "one_hz.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 10_000) + body + bytes(10_000))
+    with pytest.raises(TrainerError, match=r"one_hz\.wav: the header claims a sample rate of 1 Hz"):
+        load_audio(path)
+    assert inspect_audio(path).problem == UNREADABLE
+    flac = tmp_path / "one_hz.flac"
+    sf.write(flac, tone(seconds=0.5), SAMPLE_RATE, format="FLAC")
+    assert load_audio(flac).size == SAMPLE_RATE // 2
+
+
+def test_wav_encodings_the_sentry_does_not_read_still_load(tmp_path):
+    path = tmp_path / "phone.wav"
+    sf.write(path, tone(seconds=0.5, rate=8_000), 8_000, subtype="ULAW")
+    audio = load_audio(path)
+    assert audio.size == SAMPLE_RATE // 2 and abs(dominant_hz(audio) - 440.0) < 4.0
+
+
+def test_write_wav_is_the_one_16_bit_writer(tmp_path):
+    from sentry.wav import encode_wav
+    audio = tone(amp=0.8)
+    assert write_wav(tmp_path / "one.wav", audio).read_bytes() == encode_wav(audio)

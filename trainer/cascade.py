@@ -31,7 +31,7 @@ from sentry.judge_client import clip_span
 from .errors import TrainerError
 from .evaluate import (DEFAULT_TOLERANCE_S, Region, audio_hours, build_positive_stream,
                        detections_row, find_eval_sets)
-from .thresholds import DEFAULT_THRESHOLDS
+from .thresholds import sweep_grid
 
 REPORT_JSON = "cascade_report.json"
 
@@ -138,7 +138,7 @@ class JudgedDetections:
     def sweep(self, thresholds: Sequence[float] | None = None) -> list[dict[str, float | int]]:
         """`at` each judge threshold (default the one grid), ascending, as rows keyed
         "judge_threshold"."""
-        grid = np.sort(np.asarray(DEFAULT_THRESHOLDS if thresholds is None else thresholds, float))
+        grid = sweep_grid(thresholds)
         return [{"judge_threshold": float(t), **self.at(float(t))} for t in grid]
 
 

@@ -32,8 +32,8 @@ from sentry.constants import HOP_SAMPLES, SAMPLE_RATE
 from sentry.postprocess import HOP_SECONDS, TriggerSettings, detect, detect_hops, smooth
 
 from .errors import TrainerError
-from .thresholds import (DEFAULT_TARGET_FA_PER_HOUR, DEFAULT_THRESHOLDS, frr_at_fa_rate,
-                         recommend_threshold, row_at)
+from .thresholds import (DEFAULT_TARGET_FA_PER_HOUR, frr_at_fa_rate, recommend_threshold, row_at,
+                         sweep_grid)
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """float32 16 kHz mono pcm [n_samples] -> one score (0..1) per 80 ms hop."""
@@ -206,7 +206,7 @@ def sweep(pos_scores: np.ndarray, regions: Sequence[Region], neg_scores: np.ndar
           duration_h: float | None = None, thresholds: Sequence[float] | None = None,
           smoothing_hops: int = 3, refractory_s: float = 2.0,
           tolerance_s: float = DEFAULT_TOLERANCE_S) -> list[dict[str, float | int]]:
-    """FRR and FA/h at each threshold (default the one grid, DEFAULT_THRESHOLDS), ascending.
+    """FRR and FA/h at each threshold (default the one grid, trainer.thresholds), ascending.
 
     duration_h: hours of negative audio; default the hours `neg_scores` covers.
     Each row: threshold, then `detections_row`'s fields.
@@ -218,7 +218,7 @@ def sweep(pos_scores: np.ndarray, regions: Sequence[Region], neg_scores: np.ndar
     if hours <= 0:
         raise TrainerError("sweep: the negative stream is empty; "
                            "give at least some seconds of audio")
-    grid = np.sort(np.asarray(DEFAULT_THRESHOLDS if thresholds is None else thresholds, float))
+    grid = sweep_grid(thresholds)
     # TriggerSettings validates the arguments and rounds seconds to hops as the sentry does
     refractory_hops = TriggerSettings(smoothing_hops=smoothing_hops,
                                       refractory_s=refractory_s).refractory_hops

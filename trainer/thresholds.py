@@ -42,6 +42,11 @@ def threshold_grid(*operating_points: float) -> np.ndarray:
     return np.unique(np.concatenate([DEFAULT_THRESHOLDS, extra]).round(GRID_DECIMALS))
 
 
+def sweep_grid(thresholds: Sequence[float] | None = None) -> np.ndarray:
+    """The thresholds a sweep visits, ascending: `thresholds`, or the one grid when None."""
+    return np.sort(np.asarray(DEFAULT_THRESHOLDS if thresholds is None else thresholds, float))
+
+
 def row_at(rows: Sequence[Mapping[str, Any]], threshold: float,
            key: str = "threshold") -> Mapping[str, Any]:
     """The row whose `key` is nearest `threshold`; on a tie the earlier row (in an ascending

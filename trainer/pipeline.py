@@ -107,11 +107,12 @@ def print_eval_table(sets: dict[str, dict[str, Any]]) -> None:
 def make_demo_recording(eval_set: Path, out_wav: Path, seed: int = 0) -> list[tuple[float, float]]:
     """A ~1 minute recording: held-out speech with DEMO_PHRASES wake words at known places."""
     rng = np.random.default_rng(seed)
-    clips = EvalSet(eval_set).positive_paths
+    source = EvalSet(eval_set)
+    clips = source.positive_paths
     if not clips:
         raise TrainerError(f"{eval_set / POSITIVE_DIR}: no clips for the demo recording")
     chosen = [clips[i] for i in rng.choice(len(clips), size=min(DEMO_PHRASES, len(clips)), replace=False)]
-    chatter = EvalSet(eval_set).negative_stream()
+    chatter = source.negative_stream()
     parts, regions, cursor = [], [], 0
     for clip_path in chosen:
         start = int(rng.integers(0, max(1, len(chatter) - 8 * SAMPLE_RATE)))

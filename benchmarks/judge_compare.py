@@ -9,8 +9,8 @@ detection's clip once (judge.verifier window probabilities). A group is an ensem
 (`hark ensemble`): the mean of its members' window probabilities. Each judge and group is
 then scored two ways, the single best window ("max") and the best mean of 3 consecutive
 windows ("smooth3", what judge.verifier does now), and the table gives, per eval set, the
-lowest FA/h over the judge thresholds (0.05-0.99 by 0.01) that keep FRR <= --max-frr, with
-that threshold and FRR. Those thresholds are read off the set itself: this compares judges
+lowest FA/h over the judge thresholds of the one sweep grid (trainer.thresholds) that keep
+FRR <= --max-frr, with that threshold and FRR. Those thresholds are read off the set itself: this compares judges
 with each other, it does not choose a shipped threshold. JSON to benchmarks/out/.
 """
 
@@ -23,15 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from judge.verifier import Verifier, best_smoothed
-from sentry.constants import SAMPLE_RATE
 from sentry.detector import Detector
-from trainer.audio import load_audio
-from trainer.cascade import cut_clip
-from trainer.evaluate import (DEFAULT_TOLERANCE_S, NEGATIVE_STREAM, POSITIVE_DIR,
-                              SECONDS_PER_HOUR, build_positive_stream, find_eval_sets,
-                              match_detections)
+from trainer.cascade import JudgedDetections, cut_clip
+from trainer.evaluate import audio_hours, build_positive_stream, find_eval_sets
 
-THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.01), 2)
 SCORINGS = {"max": 1, "smooth3": 3}  # windows averaged before the best is taken
 
 
@@ -39,14 +34,14 @@ def _named(specs: list[str]) -> dict[str, str]:
     return dict(spec.split("=", 1) for spec in specs)
 
 
-def best_point(scores_pos, scores_neg, pos_t, regions, hours, max_frr):
-    best = None
-    for t in THRESHOLDS:
-        hits, _ = match_detections(np.sort(pos_t[scores_pos >= t]), regions, DEFAULT_TOLERANCE_S)
-        frr, fa_h = 1 - hits / len(regions), float((scores_neg >= t).sum()) / hours
-        if frr <= max_frr and (best is None or fa_h < best["fa_per_hour"]):
-            best = {"threshold": float(t), "frr": frr, "fa_per_hour": fa_h}
-    return best
+def best_point(judged: JudgedDetections, max_frr: float) -> dict | None:
+    """The judge threshold with the fewest FA/h whose FRR <= max_frr (ties: the lowest)."""
+    rows = [r for r in judged.sweep() if r["frr"] <= max_frr]
+    if not rows:
+        return None
+    best = min(rows, key=lambda r: r["fa_per_hour"])
+    return {"threshold": best["judge_threshold"], "frr": best["frr"],
+            "fa_per_hour": float(best["fa_per_hour"])}
 
 
 def main() -> None:
@@ -64,17 +59,16 @@ def main() -> None:
     groups.update({name: members.split(",") for name, members in _named(args.group).items()})
     detector = Detector(args.sentry, threshold=args.sentry_threshold)
     results: dict[str, dict] = {}
-    for folder in find_eval_sets(args.eval_root):
-        positives = [load_audio(p) for p in sorted((folder / POSITIVE_DIR).glob("*.wav"))]
-        stream, regions = build_positive_stream(positives, np.random.default_rng(0))
-        negative = load_audio(folder / NEGATIVE_STREAM)
-        hours = negative.size / SAMPLE_RATE / SECONDS_PER_HOUR
+    for eval_set in find_eval_sets(args.eval_root):
+        stream, regions = build_positive_stream(eval_set.positives(), np.random.default_rng(0))
+        negative = eval_set.negative_stream()
+        hours = audio_hours(negative.size)
         pos_t = np.array([d.time_s for d in detector.detect_pcm(stream)])
         neg_t = np.array([d.time_s for d in detector.detect_pcm(negative)])
         windows = {name: ([v.window_scores(cut_clip(stream, t))[1] for t in pos_t],
                           [v.window_scores(cut_clip(negative, t))[1] for t in neg_t])
                    for name, v in judges.items()}
-        print(f"{folder.name}: sentry fired on {pos_t.size} positives, {neg_t.size} times in "
+        print(f"{eval_set.name}: sentry fired on {pos_t.size} positives, {neg_t.size} times in "
               f"{hours:.2f} h of negatives", flush=True)
         for group, members in groups.items():
             for scoring, hops in SCORINGS.items():
@@ -82,12 +76,13 @@ def main() -> None:
                     n = len(windows[members[0]][side])
                     return np.array([best_smoothed(np.mean([windows[m][side][i] for m in members], 0),
                                                    hops) for i in range(n)])
-                point = best_point(scores(0), scores(1), pos_t, regions, hours, args.max_frr)
-                results.setdefault(group, {}).setdefault(scoring, {})[folder.name] = point
+                judged = JudgedDetections(regions, pos_t, scores(0), scores(1), hours)
+                point = best_point(judged, args.max_frr)
+                results.setdefault(group, {}).setdefault(scoring, {})[eval_set.name] = point
     print(f"\nlowest FA/h with FRR <= {args.max_frr:.0%} (threshold, FRR)")
     for group, by_scoring in results.items():
         for scoring, by_set in by_scoring.items():
-            cells = [f"{name}: " + (f"{p['fa_per_hour']:.1f} ({p['threshold']:.2f}, {p['frr']:.1%})"
+            cells = [f"{name}: " + (f"{p['fa_per_hour']:.1f} ({p['threshold']:.3f}, {p['frr']:.1%})"
                                     if p else "-") for name, p in by_set.items()]
             print(f"{group:<24} {scoring:<8} " + " | ".join(cells))
     args.out.parent.mkdir(parents=True, exist_ok=True)

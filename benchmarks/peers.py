@@ -10,7 +10,8 @@ only, wake words in context, clean and at 20/10/5 dB SNR, some reverberated, and
 negative stream) into OUT/audio, or reuses it when a build with the same settings is there.
 Then every system is streamed over each word's positive stream and the negative stream in
 80 ms chunks; its per-hop scores go through the same trigger logic and threshold sweep
-(trainer.evaluate.sweep: the system's own smoothing, 2 s refractory period, a detection
+(trainer.evaluate.sweep on the one grid, trainer.thresholds.threshold_grid, plus the
+system's shipped threshold: the system's own smoothing, 2 s refractory period, a detection
 counts as a hit up to 0.5 s after the wake word ends). Prints a markdown table and writes
 OUT/peers.json and OUT/det_peers.png.
 
@@ -39,20 +40,17 @@ from sentry.postprocess import TriggerSettings, detect
 from trainer.audio import load_audio
 from trainer.errors import TrainerError
 from trainer.evaluate import (
-    DEFAULT_THRESHOLDS,
     DEFAULT_TOLERANCE_S,
     REPORTED_FA_RATES,
-    SECONDS_PER_HOUR,
-    match_detections,
-    recommend_threshold,
+    audio_hours,
+    frr_at,
     sweep,
 )
 from trainer.synth import benchset
+from trainer.thresholds import recommend_threshold, row_at, threshold_grid
 
 REFRACTORY_S = 2.0
 """Seconds after a detection in which no other fires, for every system (the sentry's default)."""
-FINE_THRESHOLDS = np.linspace(0.9, 0.999, 100)
-"""Extra sweep points near 1, where the peers' shipped cutoffs (0.97) and saturated scores sit."""
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "peers"
 DEFAULT_WORDS = ("hey jarvis", "alexa")
 COLOURS = {"Hark sentry": "C0", "openWakeWord": "C1", "microWakeWord": "C2", "Hark cascade": "C3"}
@@ -85,24 +83,14 @@ def build_audio(args: argparse.Namespace) -> dict:
                                    per_voice=args.per_voice, seed=args.seed)
 
 
-def thresholds_for(system: System) -> np.ndarray:
-    return np.unique(np.concatenate([DEFAULT_THRESHOLDS, FINE_THRESHOLDS,
-                                     [system.default_threshold]]).round(6))
-
-
 def frr_by_condition(scores: np.ndarray, regions: list[dict], threshold: float,
                      smoothing_hops: int) -> dict[str, float]:
     """FRR (0..1) per noise condition and for the reverberated scenes, at one threshold."""
-    times = detect(scores, TriggerSettings(threshold, smoothing_hops, REFRACTORY_S))
+    settings = TriggerSettings(threshold, smoothing_hops, REFRACTORY_S)
     groups = {c: [r for r in regions if r["condition"] == c] for c in benchset.CONDITIONS}
     groups["reverberated"] = [r for r in regions if r["reverb"]]
-    out = {}
-    for name, subset in groups.items():
-        if subset:
-            hits, _ = match_detections(times, [(r["start_s"], r["end_s"]) for r in subset],
-                                       DEFAULT_TOLERANCE_S)
-            out[name] = 1.0 - hits / len(subset)
-    return out
+    return {name: frr_at(scores, [(r["start_s"], r["end_s"]) for r in subset], settings)[0]
+            for name, subset in groups.items() if subset}
 
 
 def evaluate_system(system: System, positive: np.ndarray, regions: list[dict],
@@ -113,11 +101,11 @@ def evaluate_system(system: System, positive: np.ndarray, regions: list[dict],
     pos_scores, pos_cpu = system.scores(positive)
     neg_scores, neg_cpu = system.scores(negative)
     wall = time.perf_counter() - wall
-    audio_h = (positive.size + negative.size) / benchset.SAMPLE_RATE / SECONDS_PER_HOUR
+    audio_h = audio_hours(positive.size + negative.size)
     spans = [(r["start_s"], r["end_s"]) for r in regions]
-    rows = sweep(pos_scores, spans, neg_scores, thresholds=thresholds_for(system),
+    rows = sweep(pos_scores, spans, neg_scores, thresholds=threshold_grid(system.default_threshold),
                  smoothing_hops=system.smoothing_hops, refractory_s=REFRACTORY_S)
-    default = min(rows, key=lambda r: abs(r["threshold"] - system.default_threshold))
+    default = row_at(rows, system.default_threshold)
     at_rate = {}
     for rate in REPORTED_FA_RATES:
         best = recommend_threshold(rows, rate)
@@ -149,25 +137,24 @@ def cascade(sentry_scores_pos: np.ndarray, sentry_scores_neg: np.ndarray, positi
     be set for recall), each detection's clip verified by the judge's model at its shipped
     threshold (or ``judge_threshold``)."""
     from judge.verifier import Verifier
-    from trainer.cascade import cut_clip
+    from trainer.cascade import JudgedDetections, cut_clip
 
     verifier = Verifier(judge_dir)
     judge_threshold = verifier.threshold if judge_threshold is None else judge_threshold
     threshold = sentry.default_threshold if sentry_threshold is None else sentry_threshold
     settings = TriggerSettings(threshold, sentry.smoothing_hops, REFRACTORY_S)
+    pos_times, neg_times = detect(sentry_scores_pos, settings), detect(sentry_scores_neg, settings)
     started = time.process_time()
-    kept_pos = [t for t in detect(sentry_scores_pos, settings)
-                if verifier.score(cut_clip(positive, t)) >= judge_threshold]
-    kept_neg = [t for t in detect(sentry_scores_neg, settings)
-                if verifier.score(cut_clip(negative, t)) >= judge_threshold]
+    pos_judged = np.array([verifier.score(cut_clip(positive, t)) for t in pos_times], np.float64)
+    neg_judged = np.array([verifier.score(cut_clip(negative, t)) for t in neg_times], np.float64)
     judge_cpu = time.process_time() - started
-    hits, _ = match_detections(np.array(kept_pos), [(r["start_s"], r["end_s"]) for r in regions],
-                               DEFAULT_TOLERANCE_S)
-    hours = negative.size / benchset.SAMPLE_RATE / SECONDS_PER_HOUR
+    judged = JudgedDetections([(r["start_s"], r["end_s"]) for r in regions], pos_times,
+                              pos_judged, neg_judged, audio_hours(negative.size))
+    at = judged.at(judge_threshold)
     return {"system": "Hark cascade", "word": sentry.word, "judge": str(judge_dir),
             "sentry_threshold": threshold, "judge_threshold": judge_threshold,
-            "at_default": {"frr": 1.0 - hits / len(regions), "fa_per_hour": len(kept_neg) / hours,
-                           "false_accepts": len(kept_neg)},
+            "at_default": {"frr": at["frr"], "fa_per_hour": at["fa_per_hour"],
+                           "false_accepts": at["false_accepts"]},
             "judge_cpu_s": judge_cpu}
 
 

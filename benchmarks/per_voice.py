@@ -19,6 +19,7 @@ import numpy as np
 from sentry.constants import SAMPLE_RATE
 from sentry.detector import Detector
 from trainer.audio import load_audio
+from trainer.evaluate import EvalSet
 
 NEAR_SILENCE = 1e-3
 
@@ -37,7 +38,7 @@ def main() -> None:
     detector = Detector(args.model)
     rng = np.random.default_rng(0)
     peaks: dict[str, list[float]] = defaultdict(list)
-    files = sorted((args.dataset / "eval" / args.eval_set / "positive").glob("*.wav"))
+    files = EvalSet(args.dataset / "eval" / args.eval_set).positive_paths
     for i, path in enumerate(files):
         clip = load_audio(path)
         pad = np.zeros(SAMPLE_RATE, dtype=np.float32)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import http.client
+import io
 import json
 import logging
 import random

@@ -12,7 +12,8 @@ The cascade keeps the detections the judge verifies. Both sides are matched to t
 wake-word regions by the same rule as `hark eval`, so the two rows of the report are
 directly comparable: FRR (missed wake words / all), FA/h (detections in the negative
 stream per hour). Because judge scores are kept per detection, the report also sweeps
-the judge's threshold at no extra cost.
+the judge's threshold (on the one grid, trainer.thresholds.DEFAULT_THRESHOLDS) at no
+extra cost. `JudgedDetections` is that arithmetic, shared with the benchmarks.
 """
 
 from __future__ import annotations
@@ -25,17 +26,14 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from sentry.constants import SAMPLE_RATE
 from sentry.judge_client import clip_span
 
 from .errors import TrainerError
-from .evaluate import (DEFAULT_TOLERANCE_S, NEGATIVE_STREAM, POSITIVE_DIR, SECONDS_PER_HOUR,
-                       Region, find_eval_sets, match_detections, build_positive_stream)
+from .evaluate import (DEFAULT_TOLERANCE_S, Region, audio_hours, build_positive_stream,
+                       detections_row, find_eval_sets)
+from .thresholds import sweep_grid
 
 REPORT_JSON = "cascade_report.json"
-
-JUDGE_SWEEP = tuple(round(t, 2) for t in np.arange(0.05, 1.0, 0.05)) + (0.97, 0.99)
-"""Judge thresholds the report sweeps: every 0.05, plus two near 1."""
 
 
 class Judge(Protocol):
@@ -111,12 +109,37 @@ class CascadeSetReport:
         return asdict(self)
 
 
-def _side(pos_times: np.ndarray, regions: Sequence[Region], n_neg: int, hours: float,
-          tolerance_s: float) -> SideReport:
-    hits, pos_fa = match_detections(np.sort(pos_times), regions, tolerance_s)
-    missed = len(regions) - hits
-    return SideReport(frr=missed / len(regions), missed=missed, fa_per_hour=n_neg / hours,
-                      false_accepts=n_neg, positive_stream_false_accepts=pos_fa)
+@dataclass(frozen=True)
+class JudgedDetections:
+    """A sentry's detections on one set, each with the judge's score of its clip: what a
+    cascade keeps at any judge threshold follows without asking the judge again."""
+
+    regions: Sequence[Region]
+    """The positive stream's wake words, (start_s, end_s)."""
+    positive_times: np.ndarray
+    """Seconds into the positive stream of each detection there."""
+    positive_scores: np.ndarray
+    """The judge's score (0..1) of each positive-stream detection's clip."""
+    negative_scores: np.ndarray
+    """The judge's score of each negative-stream detection's clip (all false accepts)."""
+    negative_hours: float
+    tolerance_s: float = DEFAULT_TOLERANCE_S
+
+    def at(self, judge_threshold: float | None) -> dict[str, float | int]:
+        """`detections_row` of the detections the judge verifies (score >= judge_threshold);
+        None keeps every detection: the sentry alone."""
+        pos_times, n_neg = self.positive_times, int(self.negative_scores.size)
+        if judge_threshold is not None:
+            pos_times = pos_times[self.positive_scores >= judge_threshold]
+            n_neg = int((self.negative_scores >= judge_threshold).sum())
+        return detections_row(np.sort(pos_times), self.regions, n_neg, self.negative_hours,
+                              self.tolerance_s)
+
+    def sweep(self, thresholds: Sequence[float] | None = None) -> list[dict[str, float | int]]:
+        """`at` each judge threshold (default the one grid), ascending, as rows keyed
+        "judge_threshold"."""
+        grid = sweep_grid(thresholds)
+        return [{"judge_threshold": float(t), **self.at(float(t))} for t in grid]
 
 
 def evaluate_cascade_set(detector, judge: Judge, positives: Sequence[np.ndarray],
@@ -132,7 +155,7 @@ def evaluate_cascade_set(detector, judge: Judge, positives: Sequence[np.ndarray]
     started = time.perf_counter()
     rng = np.random.default_rng(0) if rng is None else rng
     negative_stream = np.asarray(negative_stream, dtype=np.float32).reshape(-1)
-    hours = negative_stream.size / SAMPLE_RATE / SECONDS_PER_HOUR
+    hours = audio_hours(negative_stream.size)
     if hours <= 0:
         raise TrainerError(f"{name}: the negative stream is empty; give it an hour or so of "
                            "audio without the wake word")
@@ -148,16 +171,10 @@ def evaluate_cascade_set(detector, judge: Judge, positives: Sequence[np.ndarray]
     judge_ms = (time.perf_counter() - judge_started) * 1000.0 / max(calls, 1)
 
     threshold = judge_threshold if judge_threshold is not None else judge.threshold
-    sentry_side = _side(pos_times, regions, int(neg_times.size), hours, tolerance_s)
-
-    def with_judge(t: float | None) -> SideReport:
-        if t is None:  # no detection was judged, so no threshold was learnt: nothing to drop
-            return sentry_side
-        return _side(pos_times[pos_scores >= t], regions, int((neg_scores >= t).sum()), hours,
-                     tolerance_s)
-
-    cascade_side = with_judge(threshold)
-    sweep = [{"judge_threshold": t, **asdict(with_judge(t))} for t in JUDGE_SWEEP]
+    judged = JudgedDetections(regions, pos_times, pos_scores, neg_scores, hours, tolerance_s)
+    sentry_side = SideReport(**judged.at(None))
+    # no threshold means no detection was judged, so none was learnt: nothing to drop
+    cascade_side = SideReport(**judged.at(threshold))
     fa_removed = (1.0 - cascade_side.false_accepts / sentry_side.false_accepts
                   if sentry_side.false_accepts else None)
     return CascadeSetReport(
@@ -165,7 +182,7 @@ def evaluate_cascade_set(detector, judge: Judge, positives: Sequence[np.ndarray]
         sentry_threshold=float(detector.settings.threshold), judge_threshold=threshold,
         sentry=sentry_side, cascade=cascade_side, fa_removed=fa_removed,
         frr_added=cascade_side.frr - sentry_side.frr, judge_calls=int(calls),
-        judge_ms_mean=judge_ms, judge_sweep=sweep, elapsed_s=time.perf_counter() - started)
+        judge_ms_mean=judge_ms, judge_sweep=judged.sweep(), elapsed_s=time.perf_counter() - started)
 
 
 def evaluate_cascade(sentry_dir: str | Path, eval_root: str | Path, *,
@@ -189,8 +206,6 @@ def evaluate_cascade(sentry_dir: str | Path, eval_root: str | Path, *,
     from sentry.detector import Detector
     from sentry.errors import SentryError
 
-    from .audio import load_audio
-
     try:
         detector = Detector(sentry_dir, threshold=sentry_threshold)
     except SentryError as exc:
@@ -208,13 +223,10 @@ def evaluate_cascade(sentry_dir: str | Path, eval_root: str | Path, *,
             raise TrainerError(f"cannot load the judge model: {exc}") from exc
 
     reports = []
-    for folder in tqdm(sets, desc="cascade sets", unit="set", disable=not progress):
-        wavs = sorted((folder / POSITIVE_DIR).glob("*.wav"))
-        positives = [load_audio(p) for p in wavs]
-        negative = load_audio(folder / NEGATIVE_STREAM)
+    for eval_set in tqdm(sets, desc="cascade sets", unit="set", disable=not progress):
         reports.append(evaluate_cascade_set(
-            detector, judge, positives, negative, judge_threshold=judge_threshold,
-            rng=np.random.default_rng(seed), name=folder.name))
+            detector, judge, eval_set.positives(), eval_set.negative_stream(),
+            judge_threshold=judge_threshold, rng=np.random.default_rng(seed), name=eval_set.name))
     return reports
 
 

@@ -8,6 +8,14 @@ detections. The numbers are therefore the ones a device will show: a missed wake
 is a false reject, a detection in the negative stream is a false accept.
 
 Scores are one per hop (HOP_SECONDS = 80 ms); score i belongs to time (i + 1) * 80 ms.
+
+The evaluation API, one copy of each piece:
+- eval sets under an eval root: `find_eval_sets` -> `EvalSet` (clips, negative stream);
+- streams and matching: `build_positive_stream`, `match_detections` (DEFAULT_TOLERANCE_S);
+- the trigger sweep on the one grid: `sweep`; rows of detections: `detections_row`;
+- reading rows (grid, row at a threshold, recommendation, which set chooses):
+  `trainer.thresholds`;
+- the judge-threshold sweep of a cascade: `trainer.cascade.JudgedDetections`.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from sentry.postprocess import HOP_SECONDS, TriggerSettings, detect, detect_hops
 
 from .audio import snr_gain
 from .errors import TrainerError
+from .thresholds import (DEFAULT_TARGET_FA_PER_HOUR, frr_at_fa_rate, recommend_threshold, row_at,
+                         sweep_grid)
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """float32 16 kHz mono pcm [n_samples] -> one score (0..1) per 80 ms hop."""
@@ -42,14 +52,8 @@ DEFAULT_GAP_S = (2.5, 4.0)
 """Seconds of gap between positive clips, drawn uniformly: longer than the default
 2 s refractory period, so one wake word's detection never blocks the next one's."""
 
-DEFAULT_TARGET_FA_PER_HOUR = 0.5
-"""False accepts per hour a recommended threshold must not exceed (one every 2 h)."""
-
 REPORTED_FA_RATES = (0.5, 1.0)
 """False accepts per hour at which each report quotes the best achievable FRR."""
-
-DEFAULT_THRESHOLDS = np.concatenate([np.linspace(0.01, 0.99, 99), [0.995, 0.999]])
-"""Sweep grid: every hundredth, plus two near 1 where well-trained models operate."""
 
 REPORT_JSON = "eval_report.json"
 REPORT_PNG = "det_curve.png"
@@ -123,8 +127,9 @@ def _mix_background(stream: np.ndarray, clips: Sequence[np.ndarray], background:
     return stream + snr_gain(speech_rms, noise_rms, snr_db) * noise
 
 
-def match_detections(times: np.ndarray, regions: Sequence[Region], tolerance_s: float) -> tuple[int, int]:
-    """(regions hit, detections outside every region) for sorted detection times.
+def match_detections(times: np.ndarray, regions: Sequence[Region],
+                     tolerance_s: float = DEFAULT_TOLERANCE_S) -> tuple[int, int]:
+    """(regions hit, detections outside every region) for sorted detection times (seconds).
 
     A detection hits region k when start_k <= t <= end_k + tolerance_s; it hits the
     earliest such region not already hit, so it can hit only one. A second detection
@@ -169,6 +174,11 @@ def stream_hours(n_scores: int) -> float:
     return n_scores * HOP_SECONDS / SECONDS_PER_HOUR
 
 
+def audio_hours(n_samples: int) -> float:
+    """Hours of 16 kHz audio in `n_samples` samples."""
+    return n_samples / SAMPLE_RATE / SECONDS_PER_HOUR
+
+
 def fa_per_hour(count: int, n_scores: int) -> float:
     """False accepts per hour of a negative stream that produced `n_scores` hops."""
     hours = stream_hours(n_scores)
@@ -178,16 +188,28 @@ def fa_per_hour(count: int, n_scores: int) -> float:
     return count / hours
 
 
+def detections_row(pos_times: np.ndarray, regions: Sequence[Region], n_false_accepts: int,
+                   hours: float, tolerance_s: float = DEFAULT_TOLERANCE_S) -> dict[str, float | int]:
+    """What one set of detections scores: frr (0..1), missed, fa_per_hour, false_accepts and
+    positive_stream_false_accepts (detections outside every wake word; not in FRR or FA/h).
+
+    pos_times: sorted detection times (seconds) in the positive stream; n_false_accepts:
+    detections in `hours` of negative audio.
+    """
+    hits, pos_fa = match_detections(pos_times, regions, tolerance_s)
+    missed = len(regions) - hits
+    return {"frr": missed / len(regions), "missed": missed, "fa_per_hour": n_false_accepts / hours,
+            "false_accepts": n_false_accepts, "positive_stream_false_accepts": pos_fa}
+
+
 def sweep(pos_scores: np.ndarray, regions: Sequence[Region], neg_scores: np.ndarray,
           duration_h: float | None = None, thresholds: Sequence[float] | None = None,
           smoothing_hops: int = 3, refractory_s: float = 2.0,
           tolerance_s: float = DEFAULT_TOLERANCE_S) -> list[dict[str, float | int]]:
-    """FRR and FA/h at each threshold, ascending.
+    """FRR and FA/h at each threshold (default the one grid, trainer.thresholds), ascending.
 
     duration_h: hours of negative audio; default the hours `neg_scores` covers.
-    Each row: threshold, frr (0..1), missed, fa_per_hour, false_accepts (negative
-    stream), positive_stream_false_accepts (detections outside every wake word of the
-    positive stream; reported, not part of FRR or FA/h).
+    Each row: threshold, then `detections_row`'s fields.
     Both streams are smoothed once; each threshold then only re-runs the trigger.
     """
     if not regions:
@@ -196,7 +218,7 @@ def sweep(pos_scores: np.ndarray, regions: Sequence[Region], neg_scores: np.ndar
     if hours <= 0:
         raise TrainerError("sweep: the negative stream is empty; "
                            "give at least some seconds of audio")
-    grid = np.sort(np.asarray(DEFAULT_THRESHOLDS if thresholds is None else thresholds, float))
+    grid = sweep_grid(thresholds)
     # TriggerSettings validates the arguments and rounds seconds to hops as the sentry does
     refractory_hops = TriggerSettings(smoothing_hops=smoothing_hops,
                                       refractory_s=refractory_s).refractory_hops
@@ -205,37 +227,10 @@ def sweep(pos_scores: np.ndarray, regions: Sequence[Region], neg_scores: np.ndar
     rows: list[dict[str, float | int]] = []
     for threshold in grid:
         pos_times = (detect_hops(pos_smooth, threshold, refractory_hops) + 1) * HOP_SECONDS
-        hits, pos_fa = match_detections(pos_times, regions, tolerance_s)
         n_fa = int(detect_hops(neg_smooth, threshold, refractory_hops).size)
-        missed = len(regions) - hits
-        rows.append({"threshold": round(float(threshold), 6), "frr": missed / len(regions),
-                     "missed": missed, "fa_per_hour": n_fa / hours, "false_accepts": n_fa,
-                     "positive_stream_false_accepts": pos_fa})
+        rows.append({"threshold": round(float(threshold), 6),
+                     **detections_row(pos_times, regions, n_fa, hours, tolerance_s)})
     return rows
-
-
-def recommend_threshold(sweep_rows: Sequence[dict[str, Any]],
-                        target_fa_per_hour: float = DEFAULT_TARGET_FA_PER_HOUR) -> dict[str, Any]:
-    """The sweep row to ship: the lowest FRR with FA/h <= target, ties to the lowest threshold.
-
-    FA counts never rise with the threshold, so this is normally the lowest threshold
-    meeting the target. If no row meets it, the row with the fewest FA/h (then lowest
-    FRR) is returned. The result is the row plus `met` (bool) and `target_fa_per_hour`.
-    """
-    if not sweep_rows:
-        raise TrainerError("recommend_threshold: the sweep is empty; sweep at least one threshold")
-    feasible = [r for r in sweep_rows if r["fa_per_hour"] <= target_fa_per_hour]
-    if feasible:
-        best = min(feasible, key=lambda r: (r["frr"], r["threshold"]))
-    else:
-        best = min(sweep_rows, key=lambda r: (r["fa_per_hour"], r["frr"], r["threshold"]))
-    return {**best, "met": bool(feasible), "target_fa_per_hour": float(target_fa_per_hour)}
-
-
-def frr_at_fa_rate(sweep_rows: Sequence[dict[str, Any]], max_fa_per_hour: float) -> float | None:
-    """Lowest FRR the sweep reaches with FA/h <= `max_fa_per_hour`; None if never."""
-    frrs = [r["frr"] for r in sweep_rows if r["fa_per_hour"] <= max_fa_per_hour]
-    return min(frrs) if frrs else None
 
 
 @dataclass
@@ -323,7 +318,7 @@ def write_report(reports: Sequence[SetReport], out_dir: str | Path,
     `operating_threshold`, when given, is the threshold the model ships with: the JSON
     records it and the plot marks it on every set instead of each set's own best.
     """
-    from .det_plot import plot_det  # matplotlib is slow to import; only reports need it
+    from .det_plot import DetCurve, plot_det  # matplotlib is slow to import; only reports need it
 
     if not reports:
         raise TrainerError("write_report: no set reports to write; evaluate at least one set")
@@ -332,26 +327,71 @@ def write_report(reports: Sequence[SetReport], out_dir: str | Path,
     json_path = out_dir / REPORT_JSON
     payload = {"operating_threshold": operating_threshold, "sets": [r.to_dict() for r in reports]}
     json_path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    png_path = plot_det(reports, out_dir / REPORT_PNG, operating_threshold)
+    curves = []
+    for report in reports:
+        if operating_threshold is None:
+            marked = report.recommendation
+            label = f"{report.name}: threshold {marked['threshold']:.3f}" + (
+                "" if marked["met"] else " (target not met)")
+        else:
+            marked = row_at(report.sweep, operating_threshold)
+            label = f"{report.name} at shipped threshold {operating_threshold:.3f}"
+        curves.append(DetCurve(report.name, report.sweep, marked, label))
+    targets = sorted({r.recommendation["target_fa_per_hour"] for r in reports})
+    png_path = plot_det(curves, out_dir / REPORT_PNG, targets)
     return json_path, png_path
 
 
-def find_eval_sets(eval_root: Path) -> list[Path]:
+@dataclass(frozen=True)
+class EvalSet:
+    """One evaluation set: a folder holding positive/*.wav (one wake word each) and
+    negative_stream.wav (continuous audio without the wake word)."""
+
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def positive_paths(self) -> list[Path]:
+        return sorted((self.folder / POSITIVE_DIR).glob("*.wav"))
+
+    def positives(self, progress: bool = False) -> list[np.ndarray]:
+        """The wake-word clips in file-name order, float32 16 kHz mono."""
+        from tqdm import tqdm
+
+        from .audio import load_audio
+
+        return [load_audio(p) for p in tqdm(self.positive_paths, desc=f"{self.name} clips",
+                                            unit="clip", leave=False, disable=not progress)]
+
+    def negative_stream(self) -> np.ndarray:
+        """The negative stream, float32 16 kHz mono."""
+        from .audio import load_audio
+
+        return load_audio(self.folder / NEGATIVE_STREAM)
+
+
+def find_eval_sets(eval_root: str | Path) -> list[EvalSet]:
+    """Every set under `eval_root` (one subfolder each, in name order), checked before any
+    audio is read: a missing folder or file is a TrainerError that says what to add."""
+    eval_root = Path(eval_root)
     if not eval_root.is_dir():
         raise TrainerError(f"{eval_root}: no such evaluation folder; create it with one subfolder "
                            f"per set, each holding {POSITIVE_DIR}/*.wav and {NEGATIVE_STREAM}")
-    sets = sorted(p for p in eval_root.iterdir() if p.is_dir())
+    sets = [EvalSet(p) for p in sorted(p for p in eval_root.iterdir() if p.is_dir())]
     if not sets:
         raise TrainerError(f"{eval_root}: no evaluation sets; add subfolders "
                            f"(e.g. espeak/, heldout/) each holding {POSITIVE_DIR}/*.wav and "
                            f"{NEGATIVE_STREAM}")
-    for folder in sets:
-        if not sorted((folder / POSITIVE_DIR).glob("*.wav")):
-            raise TrainerError(f"{folder / POSITIVE_DIR}: no positive clips; put wake-word "
-                               "recordings there as .wav files")
-        if not (folder / NEGATIVE_STREAM).is_file():
-            raise TrainerError(f"{folder / NEGATIVE_STREAM}: missing; record or assemble about an "
-                               "hour of audio without the wake word and save it there")
+    for eval_set in sets:
+        if not eval_set.positive_paths:
+            raise TrainerError(f"{eval_set.folder / POSITIVE_DIR}: no positive clips; put "
+                               "wake-word recordings there as .wav files")
+        if not (eval_set.folder / NEGATIVE_STREAM).is_file():
+            raise TrainerError(f"{eval_set.folder / NEGATIVE_STREAM}: missing; record or assemble "
+                               "about an hour of audio without the wake word and save it there")
     return sets
 
 
@@ -365,7 +405,7 @@ def evaluate_model_dir(model_dir: str | Path, eval_root: str | Path, *,
     and negative_stream.wav. Audio is scored with the sentry's own streaming detector,
     at the trigger settings in the model's manifest.
     """
-    model_dir, eval_root = Path(model_dir), Path(eval_root)
+    model_dir = Path(model_dir)
     sets = find_eval_sets(eval_root)  # before the heavy imports: a typo should fail fast
 
     from tqdm import tqdm
@@ -373,8 +413,6 @@ def evaluate_model_dir(model_dir: str | Path, eval_root: str | Path, *,
     from sentry.detector import Detector
     from sentry.errors import SentryError
     from sentry.manifest import load_manifest
-
-    from .audio import load_audio
 
     try:
         settings = load_manifest(model_dir).trigger
@@ -384,11 +422,8 @@ def evaluate_model_dir(model_dir: str | Path, eval_root: str | Path, *,
                            "run `hark export` first") from exc
 
     reports = []
-    for folder in tqdm(sets, desc="eval sets", unit="set", disable=not progress):
-        wavs = sorted((folder / POSITIVE_DIR).glob("*.wav"))
-        positives = [load_audio(p) for p in tqdm(wavs, desc=f"{folder.name} clips", unit="clip",
-                                                 leave=False, disable=not progress)]
-        negative = load_audio(folder / NEGATIVE_STREAM)
-        reports.append(evaluate_set(detector.score_pcm, positives, negative, settings,
-                                    target_fa_per_hour, np.random.default_rng(seed), folder.name))
+    for eval_set in tqdm(sets, desc="eval sets", unit="set", disable=not progress):
+        reports.append(evaluate_set(detector.score_pcm, eval_set.positives(progress),
+                                    eval_set.negative_stream(), settings, target_fa_per_hour,
+                                    np.random.default_rng(seed), eval_set.name))
     return reports

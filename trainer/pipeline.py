@@ -20,12 +20,11 @@ from sentry.manifest import load_manifest
 
 from .audio import load_audio, write_wav
 from .errors import TrainerError
+from .evaluate import POSITIVE_DIR, EvalSet, evaluate_model_dir, match_detections, write_report
+from .thresholds import DEFAULT_TARGET_FA_PER_HOUR, choose_threshold, row_at
 
 log = logging.getLogger(__name__)
 
-RECOMMEND_ON = "espeak"
-"""The eval set whose sweep picks the threshold. Never the held-out engines: a threshold
-tuned on the test voices would flatter the held-out numbers."""
 DEMO_PHRASES = 6
 """Wake words embedded in the generated demo recording."""
 
@@ -71,24 +70,24 @@ def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives
     return summary
 
 
-def evaluate_and_report(model_dir: Path, eval_root: Path, *, target_fa: float = 0.5, int8: bool = False,
+def evaluate_and_report(model_dir: Path, eval_root: Path, *,
+                        target_fa: float = DEFAULT_TARGET_FA_PER_HOUR, int8: bool = False,
                         out: Path | None = None, update_manifest: bool = True,
                         progress: bool = True) -> dict[str, Any]:
     """Evaluate every set under eval_root; print a table; store the threshold in the manifest."""
-    from .evaluate import evaluate_model_dir, write_report
     reports = evaluate_model_dir(model_dir, eval_root, target_fa_per_hour=target_fa, int8=int8,
                                  progress=progress)
-    by_name = {r.name: r for r in reports}
-    chosen = by_name.get(RECOMMEND_ON, reports[0]).recommendation
+    chosen = choose_threshold({r.name: r.sweep for r in reports}, target_fa)
     threshold = float(chosen["threshold"])
     json_path, png_path = write_report(reports, out or model_dir, operating_threshold=threshold)
-    summary: dict[str, Any] = {"threshold": threshold, "threshold_chosen_on": by_name.get(
-        RECOMMEND_ON, reports[0]).name, "target_fa_per_hour": target_fa, "sets": {},
-        "report": str(json_path), "det_curve": str(png_path), "eval_root": str(eval_root)}
+    summary: dict[str, Any] = {"threshold": threshold, "threshold_chosen_on": chosen["chosen_on"],
+                               "target_fa_per_hour": target_fa, "sets": {},
+                               "report": str(json_path), "det_curve": str(png_path),
+                               "eval_root": str(eval_root)}
     print(f"\nthreshold {threshold:.3f} (chosen on '{summary['threshold_chosen_on']}' "
           f"for <= {target_fa} FA/h)")
     for report in reports:
-        row = min(report.sweep, key=lambda r: abs(r["threshold"] - threshold))
+        row = row_at(report.sweep, threshold)
         summary["sets"][report.name] = {
             "frr": row["frr"], "fa_per_hour": row["fa_per_hour"], "n_positive": report.n_positive,
             "negative_hours": report.negative_hours, "frr_at_0.5_fa_h": report.frr_at_fa.get("0.5"),
@@ -119,11 +118,12 @@ def print_eval_table(sets: dict[str, dict[str, Any]]) -> None:
 def make_demo_recording(eval_set: Path, out_wav: Path, seed: int = 0) -> list[tuple[float, float]]:
     """A ~1 minute recording: held-out speech with DEMO_PHRASES wake words at known places."""
     rng = np.random.default_rng(seed)
-    clips = sorted((eval_set / "positive").glob("*.wav"))
+    source = EvalSet(eval_set)
+    clips = source.positive_paths
     if not clips:
-        raise TrainerError(f"{eval_set / 'positive'}: no clips for the demo recording")
+        raise TrainerError(f"{eval_set / POSITIVE_DIR}: no clips for the demo recording")
     chosen = [clips[i] for i in rng.choice(len(clips), size=min(DEMO_PHRASES, len(clips)), replace=False)]
-    chatter = load_audio(eval_set / "negative_stream.wav")
+    chatter = source.negative_stream()
     parts, regions, cursor = [], [], 0
     for clip_path in chosen:
         start = int(rng.integers(0, max(1, len(chatter) - 8 * SAMPLE_RATE)))
@@ -207,7 +207,8 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
     demo = run_dir / "demo.wav"
     regions = make_demo_recording(data_dir / "eval" / "heldout", demo)
     detections = Detector(model_dir).scan_file(demo)
-    hits = sum(any(s <= d.time_s <= e + 0.5 for d in detections) for s, e in regions)
+    # the demo's wake words lie seconds apart: a detection can hit at most one of them
+    hits, _ = match_detections(np.sort([d.time_s for d in detections]), regions)
     for d in detections:
         print(f"   detection at {d.time_s:6.2f} s  score {d.score:.3f}")
     print(f"   {hits}/{len(regions)} wake words detected, "

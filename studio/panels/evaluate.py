@@ -9,7 +9,8 @@ store it in the manifest, and score an uploaded or recorded clip over time.
     POST /api/eval/score                         multipart run=R, file=<audio> -> scores over time
 
 The report is the eval_report.json `hark eval` writes into runs/R/export; the sweep rows
-(threshold, frr, fa_per_hour, ...) are trainer.evaluate.sweep's.
+(threshold, frr, fa_per_hour, ...) are trainer.evaluate.sweep's, and every threshold is read
+off them by trainer.thresholds, as `hark eval` reads it.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from sentry.errors import SentryError
 from sentry.manifest import load_manifest
 from sentry.postprocess import HOP_SECONDS, detect_hops, smooth
 from trainer.errors import TrainerError
+from trainer.evaluate import REPORT_JSON, find_eval_sets
 from trainer.model_card import write_model_card
-from trainer.evaluate import (
+from trainer.thresholds import (
+    CHOOSE_ON,
     DEFAULT_TARGET_FA_PER_HOUR,
-    REPORT_JSON,
-    find_eval_sets,
+    choose_threshold,
     frr_at_fa_rate,
-    recommend_threshold,
+    row_at,
+    threshold_chooser,
 )
 
 from ..context import get_studio
@@ -61,24 +64,19 @@ DECODE_BLOCK_S = 10
 
 # ------------------------------------------------------------------ pure functions
 
-def row_at(sweep_rows: Sequence[dict[str, Any]], threshold: float) -> dict[str, Any]:
-    """The sweep row whose threshold is nearest THRESHOLD (the sweep grid holds it exactly
-    when the threshold came from the same grid)."""
-    return min(sweep_rows, key=lambda r: abs(float(r["threshold"]) - threshold))
-
-
 def threshold_for_target(sets: Sequence[dict[str, Any]], target_fa_per_hour: float,
-                         chosen_on: str) -> dict[str, Any]:
+                         chosen_on: str = CHOOSE_ON) -> dict[str, Any]:
     """The threshold a target false-accept rate implies, and what it costs on every set.
 
     sets: [{"name", "sweep": [{"threshold", "frr" (0..1), "fa_per_hour", ...}]}], as in
         eval_report.json.
     target_fa_per_hour: false accepts per hour the threshold may not exceed (>= 0).
-    chosen_on: the set whose sweep picks the threshold (the first set when none has that
-        name), as `hark eval` does: never tune on the held-out voices.
-    The threshold is trainer.evaluate.recommend_threshold's (lowest FRR with FA/h <= target;
-    if no row meets it, the fewest FA/h). Each set then reports its sweep row at that
-    threshold and the best FRR it could reach alone at the target (None if never).
+    chosen_on: the set whose sweep picks the threshold, by trainer.thresholds.choose_threshold
+        as `hark eval` picks it (the first set not held out when none has that name; a
+        held-out set is refused: never tune on the held-out voices).
+    The threshold is the lowest FRR with FA/h <= target (if no row meets it, the fewest
+    FA/h). Each set then reports its sweep row at that threshold and the best FRR it could
+    reach alone at the target (None if never).
     Returns {"target_fa_per_hour", "threshold", "met", "chosen_on",
              "sets": {name: {"frr", "fa_per_hour", "missed", "best_frr_at_target"}}}.
     """
@@ -91,10 +89,9 @@ def threshold_for_target(sets: Sequence[dict[str, Any]], target_fa_per_hour: flo
         if not s.get("sweep"):
             raise StudioError(f"eval set {s.get('name')!r} has no threshold sweep; evaluate again",
                               code="bad_report")
-    by_name = {s["name"]: s for s in sets}
-    picker = by_name.get(chosen_on, sets[0])
     try:
-        chosen = recommend_threshold(picker["sweep"], target_fa_per_hour)
+        chosen = choose_threshold({s["name"]: s["sweep"] for s in sets}, target_fa_per_hour,
+                                  chosen_on)
     except TrainerError as exc:
         raise StudioError(str(exc), code="bad_report") from exc
     threshold = float(chosen["threshold"])
@@ -105,7 +102,7 @@ def threshold_for_target(sets: Sequence[dict[str, Any]], target_fa_per_hour: flo
                               "missed": row.get("missed"),
                               "best_frr_at_target": frr_at_fa_rate(s["sweep"], target_fa_per_hour)}
     return {"target_fa_per_hour": float(target_fa_per_hour), "threshold": threshold,
-            "met": bool(chosen["met"]), "chosen_on": picker["name"], "sets": per_set}
+            "met": bool(chosen["met"]), "chosen_on": chosen["chosen_on"], "sets": per_set}
 
 
 def parse_target(value: Any) -> float:
@@ -124,12 +121,6 @@ def parse_target(value: Any) -> float:
 
 
 # ------------------------------------------------------------------ report
-
-def _recommend_on() -> str:
-    # trainer.pipeline imports the audio libraries: only when a report is read
-    from trainer.pipeline import RECOMMEND_ON
-    return RECOMMEND_ON
-
 
 def load_report(folder: Path) -> dict[str, Any] | None:
     """eval_report.json of an export folder, or None when it was never evaluated."""
@@ -157,7 +148,7 @@ def _needs_report(run: str | None) -> tuple[Path, dict[str, Any]]:
     return folder, report
 
 
-def summarize(report: dict[str, Any], chosen_on: str) -> dict[str, Any]:
+def summarize(report: dict[str, Any], chosen_on: str = CHOOSE_ON) -> dict[str, Any]:
     """What the panel shows of a report: per-set metrics at the recommended threshold, the
     best FRR at 0.5 and 1 FA/h, and the sweep rows for the DET curve."""
     sets = report["sets"]
@@ -171,8 +162,11 @@ def summarize(report: dict[str, Any], chosen_on: str) -> dict[str, Any]:
                     "fa_per_hour": row.get("fa_per_hour"),
                     "frr_at_fa": {rate: frr_at.get(rate) for rate in QUOTED_FA_RATES},
                     "sweep": [{k: r[k] for k in ("threshold", "frr", "fa_per_hour")} for r in s["sweep"]]})
-    by_name = {s["name"]: s for s in sets}
-    picker = by_name.get(chosen_on, sets[0]) if sets else {}
+    try:
+        picked = threshold_chooser([s["name"] for s in sets], chosen_on)
+    except TrainerError:  # only held-out sets: none chose the threshold
+        picked = None
+    picker = next((s for s in sets if s["name"] == picked), {})
     target = (picker.get("recommendation") or {}).get("target_fa_per_hour")
     return {"operating_threshold": threshold, "target_fa_per_hour": target,
             "chosen_on": picker.get("name"), "sets": out}
@@ -215,15 +209,14 @@ def report():
         stale = model.is_file() and model.stat().st_mtime > (folder / REPORT_JSON).stat().st_mtime
     return jsonify({"run": folder.parent.name, "threshold": manifest.threshold,
                     "wake_word": manifest.wake_word, "stale": stale,
-                    "report": None if data is None else summarize(data, _recommend_on())})
+                    "report": None if data is None else summarize(data)})
 
 
 @bp.get("/threshold")
 def pick_threshold():
     """?run=R&target_fa=X: threshold_for_target over R's report."""
     _, data = _needs_report(request.args.get("run"))
-    return jsonify(threshold_for_target(data["sets"], parse_target(request.args.get("target_fa")),
-                                        _recommend_on()))
+    return jsonify(threshold_for_target(data["sets"], parse_target(request.args.get("target_fa"))))
 
 
 @bp.post("/threshold")
@@ -237,7 +230,7 @@ def store_threshold():
         if job is not None and job.state in RUNNING_STATES and job.meta.get("run") == folder.parent.name:
             raise StudioError(f"an {kind} job is rewriting run {folder.parent.name!r}'s manifest; store "
                               "the threshold once it has finished", status=CONFLICT, code="busy")
-    pick = threshold_for_target(data["sets"], parse_target(body.get("target_fa")), _recommend_on())
+    pick = threshold_for_target(data["sets"], parse_target(body.get("target_fa")))
     manifest = _load_manifest(folder)
     before = manifest.threshold
     manifest.threshold = pick["threshold"]

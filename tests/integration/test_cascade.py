@@ -9,8 +9,9 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from trainer.cascade import JUDGE_SWEEP, cut_clip, evaluate_cascade
+from trainer.cascade import cut_clip, evaluate_cascade
 from trainer.cli import main
+from trainer.thresholds import DEFAULT_THRESHOLDS
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ def test_the_judge_only_removes_detections(reports):
 
 def test_the_judge_threshold_sweep_trades_misses_for_false_accepts(reports):
     for r in reports:
-        assert [row["judge_threshold"] for row in r.judge_sweep] == list(JUDGE_SWEEP)
+        assert [row["judge_threshold"] for row in r.judge_sweep] == list(DEFAULT_THRESHOLDS)
         fas = [row["false_accepts"] for row in r.judge_sweep]
         frrs = [row["frr"] for row in r.judge_sweep]
         assert fas == sorted(fas, reverse=True) and frrs == sorted(frrs)

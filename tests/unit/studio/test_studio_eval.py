@@ -71,10 +71,22 @@ def test_each_target_moves_the_threshold_along_the_sweep():
 
 
 def test_the_threshold_is_picked_on_the_named_set_or_the_first():
-    on_heldout = threshold_for_target(SETS, 2.0, "heldout")
-    assert on_heldout["threshold"] == 0.7 and on_heldout["chosen_on"] == "heldout"
-    assert on_heldout["sets"]["espeak"]["frr"] == 0.2
+    # the held-out sweep under a name that is not held out: it may choose
+    kitchen = [SETS[0], {"name": "kitchen", "sweep": HELDOUT}]
+    on_kitchen = threshold_for_target(kitchen, 2.0, "kitchen")
+    assert on_kitchen["threshold"] == 0.7 and on_kitchen["chosen_on"] == "kitchen"
+    assert on_kitchen["sets"]["espeak"]["frr"] == 0.2
     assert threshold_for_target(SETS, 2.0, "no such set")["chosen_on"] == "espeak"
+    assert threshold_for_target(SETS, 2.0)["chosen_on"] == "espeak"
+
+
+def test_the_held_out_set_never_picks_the_threshold():
+    with pytest.raises(StudioError, match="held-out set 'heldout'"):
+        threshold_for_target(SETS, 2.0, "heldout")
+    # first in the report, but held out: the next set chooses
+    assert threshold_for_target(SETS[::-1], 2.0, "no such set")["chosen_on"] == "espeak"
+    with pytest.raises(StudioError, match="held out"):
+        threshold_for_target(SETS[1:], 2.0)
 
 
 def test_an_unreachable_target_gives_the_fewest_false_accepts_and_says_so():

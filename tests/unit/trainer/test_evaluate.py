@@ -12,9 +12,10 @@ from sentry.constants import HOP_SAMPLES, SAMPLE_RATE
 from sentry.postprocess import HOP_SECONDS, TriggerSettings
 from trainer.errors import TrainerError
 from trainer.evaluate import (
-    DEFAULT_THRESHOLDS, SetReport, build_positive_stream, evaluate_model_dir, evaluate_set,
-    fa_per_hour, false_accepts, frr_at, frr_at_fa_rate, recommend_threshold, sweep, write_report,
+    SetReport, build_positive_stream, evaluate_model_dir, evaluate_set, fa_per_hour,
+    false_accepts, frr_at, sweep, write_report,
 )
+from trainer.thresholds import DEFAULT_THRESHOLDS, frr_at_fa_rate, recommend_threshold
 
 NO_SMOOTHING = 1
 

@@ -1,0 +1,109 @@
+"""Thresholds: the one sweep grid, and every rule that reads a threshold off sweep rows.
+
+A sweep row (`trainer.evaluate.sweep`, `trainer.cascade.JudgedDetections.sweep`) is a dict
+with at least "threshold" (0..1), "frr" (0..1) and "fa_per_hour". Everything here is
+arithmetic on such rows, so the pipeline, `hark eval`, the studio and the benchmarks read
+the same row, pick the same threshold and choose it on the same set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import TrainerError
+
+GRID_DECIMALS = 6
+"""Every grid point is the double nearest a 6-decimal value, the number the manifest stores."""
+
+DEFAULT_THRESHOLDS = np.unique(np.concatenate([
+    np.linspace(0.01, 0.99, 99), [0.995, 0.999], np.linspace(0.9, 0.999, 100),
+]).round(GRID_DECIMALS))
+"""The sweep grid, ascending: every hundredth from 0.01, and every thousandth from 0.900 to
+0.999, where well-trained models (and saturating peers, whose cutoffs sit near 0.97) operate.
+Sentry, judge and peer sweeps all use it; `threshold_grid` adds a system's own operating point."""
+
+DEFAULT_TARGET_FA_PER_HOUR = 0.5
+"""False accepts per hour a recommended threshold must not exceed (one every 2 h)."""
+
+CHOOSE_ON = "espeak"
+"""The eval set whose sweep chooses the shipped threshold (the espeak test-split voices)."""
+
+HELD_OUT_SETS = frozenset({"heldout"})
+"""Eval sets of engines no training clip comes from. They never choose the threshold: one
+tuned on the test voices would flatter the held-out numbers."""
+
+
+def threshold_grid(*operating_points: float) -> np.ndarray:
+    """DEFAULT_THRESHOLDS plus `operating_points` (e.g. a peer's shipped cutoff), ascending,
+    rounded to GRID_DECIMALS so a point already on the grid is not repeated."""
+    extra = np.asarray(operating_points, dtype=float)
+    return np.unique(np.concatenate([DEFAULT_THRESHOLDS, extra]).round(GRID_DECIMALS))
+
+
+def sweep_grid(thresholds: Sequence[float] | None = None) -> np.ndarray:
+    """The thresholds a sweep visits, ascending: `thresholds`, or the one grid when None."""
+    return np.sort(np.asarray(DEFAULT_THRESHOLDS if thresholds is None else thresholds, float))
+
+
+def row_at(rows: Sequence[Mapping[str, Any]], threshold: float,
+           key: str = "threshold") -> Mapping[str, Any]:
+    """The row whose `key` is nearest `threshold`; on a tie the earlier row (in an ascending
+    sweep, the lower threshold). Exact when `threshold` came from the same grid."""
+    if not rows:
+        raise TrainerError(f"row_at: the sweep is empty; there is no row near threshold {threshold}")
+    return min(rows, key=lambda row: abs(float(row[key]) - threshold))
+
+
+def recommend_threshold(sweep_rows: Sequence[Mapping[str, Any]],
+                        target_fa_per_hour: float = DEFAULT_TARGET_FA_PER_HOUR) -> dict[str, Any]:
+    """The sweep row to ship: the lowest FRR with FA/h <= target, ties to the lowest threshold.
+
+    FA counts never rise with the threshold, so this is normally the lowest threshold
+    meeting the target. If no row meets it, the row with the fewest FA/h (then lowest
+    FRR) is returned. The result is the row plus `met` (bool) and `target_fa_per_hour`.
+    """
+    if not sweep_rows:
+        raise TrainerError("recommend_threshold: the sweep is empty; sweep at least one threshold")
+    feasible = [r for r in sweep_rows if r["fa_per_hour"] <= target_fa_per_hour]
+    if feasible:
+        best = min(feasible, key=lambda r: (r["frr"], r["threshold"]))
+    else:
+        best = min(sweep_rows, key=lambda r: (r["fa_per_hour"], r["frr"], r["threshold"]))
+    return {**best, "met": bool(feasible), "target_fa_per_hour": float(target_fa_per_hour)}
+
+
+def frr_at_fa_rate(sweep_rows: Sequence[Mapping[str, Any]], max_fa_per_hour: float) -> float | None:
+    """Lowest FRR the sweep reaches with FA/h <= `max_fa_per_hour`; None if never."""
+    frrs = [r["frr"] for r in sweep_rows if r["fa_per_hour"] <= max_fa_per_hour]
+    return min(frrs) if frrs else None
+
+
+def threshold_chooser(set_names: Sequence[str], chosen_on: str = CHOOSE_ON) -> str:
+    """The eval set whose sweep chooses the threshold: `chosen_on` when it is among
+    `set_names`, else the first set that is not held out. A held-out set never chooses."""
+    if chosen_on in HELD_OUT_SETS:
+        raise TrainerError(f"the threshold cannot be chosen on the held-out set {chosen_on!r}: a "
+                           "threshold tuned on the test voices flatters their numbers; choose it "
+                           f"on {CHOOSE_ON!r}")
+    if chosen_on in set_names:
+        return chosen_on
+    for name in set_names:
+        if name not in HELD_OUT_SETS:
+            return name
+    raise TrainerError(f"no eval set may choose the threshold: {', '.join(set_names) or 'none'} "
+                       f"{'is' if len(set_names) == 1 else 'are'} held out; add a set such as "
+                       f"{CHOOSE_ON}/ (the dataset's test-split voices) to the eval root")
+
+
+def choose_threshold(sweeps: Mapping[str, Sequence[Mapping[str, Any]]], target_fa_per_hour: float,
+                     chosen_on: str = CHOOSE_ON) -> dict[str, Any]:
+    """The threshold to ship, read off one set's sweep.
+
+    sweeps: set name -> its sweep rows, in the report's order (the order decides "first").
+    The set is `threshold_chooser`'s; the row is `recommend_threshold`'s on it. Returns
+    that row with `met`, `target_fa_per_hour` and `chosen_on` (the set's name).
+    """
+    name = threshold_chooser(list(sweeps), chosen_on)
+    return {**recommend_threshold(sweeps[name], target_fa_per_hour), "chosen_on": name}

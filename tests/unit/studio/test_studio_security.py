@@ -223,3 +223,56 @@ def test_a_rebinding_page_gets_nothing_from_a_real_server(served):
     # With the page's token from the page's origin the request reaches the API (no such job).
     status, body = _request(port, "POST", "/api/jobs/x/stop", {**origin, CSRF_HEADER: token})
     assert status not in (401, 403) and b"csrf" not in body
+
+
+# ------------------------------------------------------------------ hostile paths
+
+HOSTILE_PATHS = ["workspace/a\x00b.wav", "workspace/\x00", "workspace/" + "n" * 300 + ".wav",
+                 "workspace/" + "/".join(["d" * 200] * 30), "workspace/" + "é" * 200]
+"""A NUL byte, a name over 255 bytes, a path over 4096 bytes, a name of 400 UTF-8 bytes."""
+
+
+def _no_absolute_paths(answer, tmp_path) -> None:
+    text = answer.get_data(as_text=True)
+    assert str(tmp_path) not in text and "/tmp" not in text and "Traceback" not in text, text
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
+def test_hostile_paths_are_a_400_without_absolute_paths(tmp_path, path):
+    (tmp_path / "ws" / "data" / "d1").mkdir(parents=True)
+    (tmp_path / "ws" / "runs" / "r1" / "export").mkdir(parents=True)
+    (tmp_path / "ws" / "runs" / "r1" / "export" / "manifest.json").write_text("{}")
+    client = create_app(tmp_path / "ws").test_client()
+    answers = [client.get("/api/files", query_string={"path": path}),
+               client.get("/api/audio", query_string={"path": path}),
+               client.get("/api/config/realpath", query_string={"path": path}),
+               client.post("/api/data/import", json={"dataset": "d1", "label": "positive", "paths": [path]}),
+               client.post("/api/mining/start", json={"name": "s1", "run": "r1", "dataset": "d1",
+                                                      "paths": [path]})]
+    for answer in answers:
+        assert answer.status_code == 400, answer.get_data(as_text=True)
+        assert answer.get_json()["error"]["code"] == "bad_path"
+        _no_absolute_paths(answer, tmp_path)
+
+
+def test_a_symlink_loop_is_a_400(tmp_path):
+    app = create_app(tmp_path / "ws")
+    loop = tmp_path / "ws" / "data" / "loop"
+    loop.symlink_to(loop)
+    answer = app.test_client().get("/api/files", query_string={"path": "workspace/data/loop/x.wav"})
+    assert answer.status_code in (400, 403, 404)
+    _no_absolute_paths(answer, tmp_path)
+
+
+def test_an_unexpected_error_names_its_type_but_no_path(app, tmp_path):
+    secret = tmp_path / "home" / "someone" / "secret.key"
+
+    def boom():
+        raise PermissionError(13, "Permission denied", str(secret))
+
+    app.add_url_rule("/api/boom", view_func=boom)
+    answer = app.test_client().get("/api/boom")
+    assert answer.status_code == 500
+    assert answer.get_json()["error"] == {"code": "internal_error", "message": (
+        "unexpected error (PermissionError); the `hark studio` log has the details")}
+    _no_absolute_paths(answer, tmp_path)

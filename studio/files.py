@@ -90,7 +90,9 @@ class FileRoots:
         for name, root in self.roots.items():
             if within(real, root):
                 return "/".join((name, *real.relative_to(root).parts))
-        raise StudioError(f"{real} is not inside a browsable root", status=FORBIDDEN, code="outside_roots")
+        # The message names no real path: callers may pass it on to the browser.
+        raise StudioError(f"{real.name!r} is not inside a browsable root ({', '.join(self.roots)})",
+                          status=FORBIDDEN, code="outside_roots")
 
     def list(self, api_path: str) -> list[Entry]:
         """A folder's entries, folders first; entries that resolve outside the roots are hidden."""

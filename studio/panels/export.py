@@ -60,7 +60,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         load_manifest(folder)  # validates fields and that the listed files exist
         return json.loads((folder / MANIFEST_NAME).read_text())
     except (SentryError, OSError, ValueError) as exc:
-        raise StudioError(f"{folder / MANIFEST_NAME}: {exc}; export the run again", code="bad_manifest") from exc
+        shown = f"runs/{folder.parent.name}/{EXPORT_FOLDER}"  # as the page names it, not the real path
+        raise StudioError(f"{shown}/{MANIFEST_NAME}: {str(exc).replace(str(folder), shown)}; export the run "
+                          "again", code="bad_manifest") from exc
 
 
 def _confined(folder: Path, path: Path) -> Path:
@@ -77,7 +79,7 @@ def _confined(folder: Path, path: Path) -> Path:
 
 def _export_files(folder: Path) -> list[Path]:
     """The files to list and zip; StudioError (403) if any entry leads out of FOLDER."""
-    get_studio().files.api_path(folder)  # 403 when runs/R itself leads out of the roots
+    _confined(folder, folder)  # runs/R itself must lie inside the roots
     files = []
     for path in sorted(folder.rglob("*")):
         if path.name.startswith(".") or path.suffix in PARTIAL_SUFFIXES:

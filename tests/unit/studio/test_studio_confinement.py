@@ -134,3 +134,12 @@ def test_a_run_folder_that_is_a_symlink_out_is_not_zipped(tmp_path):
     (workspace / "runs" / "r1").symlink_to(elsewhere.parent, target_is_directory=True)
     answer = create_app(workspace).test_client().get("/api/export/download?run=r1")
     assert answer.status_code == 403 and str(tmp_path) not in answer.get_data(as_text=True)
+
+
+def test_a_broken_export_is_named_as_the_page_names_it(tmp_path):
+    workspace = tmp_path / "ws"
+    (_export(workspace) / "model.onnx").unlink()
+    answer = create_app(workspace).test_client().get("/api/export/download?run=r1")
+    assert answer.status_code == 400 and answer.get_json()["error"]["code"] == "bad_manifest"
+    message = answer.get_json()["error"]["message"]
+    assert message.startswith("runs/r1/export/manifest.json: ") and str(tmp_path) not in message, message

@@ -11,19 +11,13 @@ state through studio.context, so none imports this package back.
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 
-from flask import Flask, redirect, request
+from flask import Flask, request
 
+from . import security
 from .context import EXTENSION, Studio, get_studio
-from .errors import (
-    FORBIDDEN,
-    UNAUTHORIZED,
-    StudioError,
-    error_response,
-    register_error_handlers,
-)
+from .errors import StudioError, error_response, register_error_handlers
 from .files import FileRoots
 from .jobs import JobManager
 
@@ -31,14 +25,16 @@ __all__ = ["Studio", "StudioError", "create_app", "get_studio"]
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 """Largest request body (uploads): 64 MiB holds 30 minutes of 16 kHz 16-bit mono audio."""
-TOKEN_COOKIE = "hark_studio_token"
 WORKSPACE_FOLDERS = ("data", "runs", "configs", "sessions", "uploads")
 
 
 def create_app(workspace: str | Path, *, roots: dict[str, str | Path] | None = None,
-               token: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Flask:
+               token: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = ()) -> Flask:
     """The studio app over WORKSPACE. ROOTS: extra folders the file browser may show, by
-    name; TOKEN: required on every request when set (for hosts other than loopback)."""
+    name; TOKEN: required on every request when set (for hosts other than loopback); HOST:
+    the interface it listens on and ALLOWED_HOSTS: extra names it answers to (Host check,
+    see studio.security)."""
     workspace = Path(workspace).resolve()
     for name in WORKSPACE_FOLDERS:
         (workspace / name).mkdir(parents=True, exist_ok=True)
@@ -48,7 +44,8 @@ def create_app(workspace: str | Path, *, roots: dict[str, str | Path] | None = N
     for name, path in all_roots.items():
         if not Path(path).is_dir():
             raise StudioError(f"browsable root {name!r}: {path} is not a folder")
-    studio = Studio(workspace, JobManager(workspace / ".studio", cwd=workspace), FileRoots(all_roots), token)
+    studio = Studio(workspace, JobManager(workspace / ".studio", cwd=workspace), FileRoots(all_roots), token,
+                    hosts=security.HostPolicy(host, allowed_hosts))
     app.extensions[EXTENSION] = studio
     register_error_handlers(app)
 
@@ -59,12 +56,13 @@ def create_app(workspace: str | Path, *, roots: dict[str, str | Path] | None = N
                                   f"limit is {max_upload_bytes} (hark studio --max-upload-mb)", 413)
         return None
 
-    if token:
-        _require_token(app, token)
+    security.install(app, hosts=studio.hosts, csrf_token=studio.csrf_token, token=token)
+    index_html = security.inject_csrf((Path(app.static_folder) / "index.html").read_text(), studio.csrf_token)
 
     @app.get("/")
     def index():
-        return app.send_static_file("index.html")
+        # Never cached: the CSRF token inside changes with every launch.
+        return index_html, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
 
     from .core_api import bp as core_bp
     from .panels import register_panels
@@ -72,23 +70,3 @@ def create_app(workspace: str | Path, *, roots: dict[str, str | Path] | None = N
     register_panels(app)
     return app
 
-
-def _require_token(app: Flask, token: str) -> None:
-    """Every request carries the token: `Authorization: Bearer T`, the cookie set when the
-    page was opened with ?token=T, or that query parameter itself."""
-
-    @app.before_request
-    def _check():
-        given = request.args.get("token")
-        if given is not None and hmac.compare_digest(given, token):
-            response = redirect(request.path)
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
-            return response
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else request.cookies.get(TOKEN_COOKIE, "")
-        if given and hmac.compare_digest(given, token):
-            return None
-        if given:
-            return error_response("wrong_token", "wrong access token", FORBIDDEN)
-        return error_response("token_required", "this studio needs its access token: open the URL "
-                              "`hark studio` printed (it ends in ?token=...)", UNAUTHORIZED)

@@ -23,6 +23,7 @@ from typing import Any
 
 from trainer import config as trainer_config
 from trainer.config import Config
+from trainer.validate import PLUGIN_KEYS
 
 GROUPS = (
     ("general", "General", ""),
@@ -52,14 +53,8 @@ NAMED_CHOICES = {
 }
 """Keys whose allowed values are a tuple constant of trainer/config.py, by constant name."""
 
-PLUGIN_CHOICES = {
-    "model.architecture": "architectures",
-    "distill.teacher_architecture": "architectures",
-    "distill.secondary_teacher_architecture": "architectures",
-    "distill.distiller": "distillers",
-    "augment.chain": "augmentations",
-}
-"""Keys that name a registered plugin component, by registry (trainer/plugins.py REGISTRIES)."""
+PLUGIN_CHOICES = PLUGIN_KEYS
+"""Keys that name a registered plugin component, by registry (trainer.validate, which checks them)."""
 
 OPTIONAL_KEYS = ("distill.teacher_architecture", "distill.secondary_teacher_architecture")
 """Choice fields that may also be empty (no teacher)."""
@@ -126,10 +121,9 @@ def plugin_names() -> dict[str, list[str]]:
     """Registry -> registered names; empty registries when the plugins cannot load (the form
     then offers free text and validation reports the problem)."""
     from trainer.errors import TrainerError
-    from trainer.plugins import PluginManager
+    from trainer.validate import registered_names
     try:
-        manager = PluginManager()
-        return {kind: sorted(manager.registry(kind)) for kind in set(PLUGIN_CHOICES.values())}
+        return registered_names()
     except TrainerError:
         return {}
 

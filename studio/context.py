@@ -3,11 +3,12 @@ studio/__init__ (create_app) imports them, so none of them imports the package b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import current_app
 
+from . import security
 from .files import FileRoots
 from .jobs import JobManager
 
@@ -23,6 +24,9 @@ class Studio:
     jobs: JobManager
     files: FileRoots
     token: str | None = None
+    csrf_token: str = field(default_factory=security.new_csrf_token)
+    """Per launch; state-changing requests echo it in the X-Hark-Csrf header (studio.security)."""
+    hosts: security.HostPolicy = field(default_factory=security.HostPolicy)
 
     def folder(self, name: str) -> Path:
         """WORKSPACE/<name> (data, runs, configs, sessions, uploads), created on first use."""

@@ -49,6 +49,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        # The text of an unexpected exception often holds absolute paths (an OSError's filename,
+        # a traceback's frames): it goes to the studio's log, the browser gets its type only.
         log.exception("unexpected error")
-        return error_response("internal_error", f"unexpected error: {type(exc).__name__}: {exc}",
-                              INTERNAL_ERROR)
+        return error_response("internal_error", f"unexpected error ({type(exc).__name__}); the "
+                              "`hark studio` log has the details", INTERNAL_ERROR)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from . import create_app, get_studio
+from . import create_app
+from .context import get_studio
 from .errors import StudioError
 
 REQUEST_THREADS = 8
@@ -54,8 +55,11 @@ def parse_roots(values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any free port.")
 @click.option("--token", envvar="HARK_STUDIO_TOKEN",
               help="Access token required by every request ($HARK_STUDIO_TOKEN); 'generate' makes one.")
+@click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Another name the studio answers to in the Host header (e.g. behind a proxy or "
+              "on a LAN name); repeatable. Loopback names and --host are always allowed.")
 @click.option("--max-upload-mb", type=click.IntRange(1, 4096), default=64, show_default=True)
-def studio(workspace: Path, roots, host: str, port: int, token, max_upload_mb: int) -> None:
+def studio(workspace: Path, roots, host: str, port: int, token, allowed_hosts, max_upload_mb: int) -> None:
     """Hark Studio: the whole workflow in a browser (data, config, training, evaluation,
     mining queue, cascade testing, export)."""
     from waitress.server import create_server
@@ -67,7 +71,8 @@ def studio(workspace: Path, roots, host: str, port: int, token, max_upload_mb: i
                                "the network: also pass --token T (or --token generate)")
     try:
         app = create_app(workspace, roots=parse_roots(roots), token=token,
-                         max_upload_bytes=max_upload_mb * 1024 * 1024)
+                         max_upload_bytes=max_upload_mb * 1024 * 1024, host=host,
+                         allowed_hosts=tuple(allowed_hosts))
     except StudioError as exc:
         raise click.ClickException(exc.message) from None
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
@@ -77,6 +82,8 @@ def studio(workspace: Path, roots, host: str, port: int, token, max_upload_mb: i
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick "
                                    "another --port (0: any free port)") from None
+    with app.app_context():
+        get_studio().hosts.port = int(server.effective_port)  # the Host check now knows it
     url = f"http://{host}:{server.effective_port}/" + (f"?token={token}" if token else "")
     click.echo(f"hark studio: serving {workspace.resolve()} on {url}", err=True)
 

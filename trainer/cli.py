@@ -309,11 +309,12 @@ def config_group() -> None:
 def config_validate(config_path) -> None:
     """Check a config's keys, types and values and its distillation teachers (files exist and
     load, architectures and feature settings match); list every problem with its key."""
-    from .config import load_config, validate
+    from .config import load_config
     from .teachers import inspect_teachers
+    from .validate import check_config
     config = load_config(config_path, check=False)  # unknown keys / wrong types raise here
     teachers, teacher_problems = inspect_teachers(config)
-    problems = validate(config) + teacher_problems
+    problems = check_config(config) + teacher_problems  # the studio's Config panel runs the same
     source = config_path or "defaults"
     if problems:
         raise click.ClickException(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))

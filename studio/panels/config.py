@@ -6,7 +6,8 @@ to the field:
 
 - structure: trainer.config's strict loader (unknown keys, wrong types). A config with these
   cannot be loaded by `hark train` at all, so it cannot be saved either.
-- value: trainer.config.validate (ranges, known names) and the plugin registries.
+- value: trainer.validate.check_config (ranges, known names, the plugin registries), the
+  one validator `hark config validate` runs too.
 - teacher: trainer.teachers.inspect_teachers (files exist and load, architecture and feature
   settings match, dual mode has both) -- what `hark config validate` runs.
 
@@ -24,17 +25,12 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from trainer.config import (
-    Config,
-    config_from_dict,
-    read_config_mapping,
-    save_config,
-    validate,
-)
+from trainer.config import Config, config_from_dict, read_config_mapping, save_config
 from trainer.errors import TrainerError
+from trainer.validate import check_config as check_values
 
 from ..context import Studio, get_studio
-from ..config_schema import PLUGIN_CHOICES, build_schema, plugin_names, schema_keys
+from ..config_schema import build_schema, plugin_names, schema_keys
 from ..errors import CONFLICT, NOT_FOUND, StudioError
 from ..workspace import check_name
 
@@ -100,22 +96,6 @@ def parse_error(text: str, stage: str) -> list[dict[str, Any]]:
     return [entry for line in items for entry in parse_problem(line, stage)]
 
 
-def _plugin_problems(config: Config) -> list[str]:
-    registries = plugin_names()
-    problems = []
-    for key, kind in PLUGIN_CHOICES.items():
-        known = registries.get(kind)
-        if known is None:
-            continue
-        group, name = key.split(".")
-        value = getattr(getattr(config, group), name)
-        for item in value if isinstance(value, tuple) else (value,):
-            if item and item not in known:
-                problems.append(f"{key}: unknown {kind[:-1]} '{item}' (known: {', '.join(known)}); fix the "
-                                "name or install the plugin that provides it")
-    return problems
-
-
 def absolute_teachers(config: Config, workspace: Path) -> Config:
     """Teacher paths as absolute real paths (relative ones are relative to the workspace,
     where `hark train` runs), so what is checked is what is saved and trained with."""
@@ -155,7 +135,7 @@ def check_config(data: Any, studio: Studio) -> Report:
     except TrainerError as exc:
         return Report(None, parse_error(str(exc), BLOCKING_STAGE))
     config = absolute_teachers(config, studio.workspace)
-    problems = [e for line in validate(config) + _plugin_problems(config) for e in parse_problem(line, "value")]
+    problems = [e for line in check_values(config, plugin_names()) for e in parse_problem(line, "value")]
     outside, loadable = _confinement_problems(config, studio)
     outside_entries = [e for line in outside for e in parse_problem(line, "teacher")]
     problems += outside_entries

@@ -8,6 +8,7 @@ start of the file are silence, as the sentry assumes before a stream starts.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from pathlib import Path
@@ -39,22 +40,50 @@ class BadAudio(MiningError):
     """This file cannot be mined (unreadable, truncated); the session skips it and counts it."""
 
 
+log = logging.getLogger(__name__)
+
+
 def find_audio(paths: list[Path]) -> list[Path]:
     """Files to mine: the given files plus audio files under given folders, recursively,
-    resolved and sorted so every shard of a job array sees the same list."""
+    resolved and sorted so every shard of a job array sees the same list.
+
+    Symlinks: a path given by name is followed wherever it leads. Inside a given folder,
+    only what really lies in that folder is mined: a symlink that leads out of it (to a file
+    or a folder) is skipped with a warning, so a folder means its own contents and the
+    studio, which passes folders inside its --root folders, never mines a file outside them.
+    Pass such a target by name (or its real folder) to mine it."""
     found: set[Path] = set()
     for path in paths:
         path = Path(path).expanduser()
         if path.is_dir():
-            found.update(p.resolve() for p in path.rglob("*")
-                         if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-                         and not p.name.startswith("."))
+            found.update(_folder_audio(path))
         elif path.is_file():
             found.add(path.resolve())
         else:
             raise MiningError(f"{path}: no such file or folder; pass audio files or folders "
                               "holding .wav/.flac/.ogg files")
     return sorted(found)
+
+
+def _folder_audio(folder: Path) -> list[Path]:
+    """Real paths of the audio files under FOLDER that lie inside FOLDER's real path."""
+    real_folder = folder.resolve()
+    inside, outside = [], 0
+    for candidate in folder.rglob("*"):
+        if candidate.name.startswith(".") or candidate.suffix.lower() not in AUDIO_SUFFIXES:
+            continue
+        try:
+            real = candidate.resolve(strict=True)
+        except (OSError, RuntimeError):  # a dangling link or a loop: nothing to mine
+            continue
+        if real != real_folder and real_folder not in real.parents:
+            outside += 1
+        elif real.is_file():
+            inside.append(real)
+    if outside:
+        log.warning("%s: skipped %d audio file(s) behind symlinks that lead out of the folder; "
+                    "pass them by name to mine them", folder, outside)
+    return inside
 
 
 def _check_wav_length(path: Path) -> None:

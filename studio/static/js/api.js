@@ -4,10 +4,15 @@ export class ApiError extends Error {
   constructor(message, code, status) { super(message); this.code = code; this.status = status; }
 }
 
+// The per-launch CSRF token the server put in index.html (studio/security.py); every
+// request that changes something sends it back, which a page of another origin cannot do.
+const CSRF_TOKEN = document.querySelector('meta[name="hark-csrf"]')?.content || "";
+
 // fetch PATH; BODY (an object) is sent as JSON, FORM (FormData) as multipart.
 // Resolves to the JSON answer; rejects with ApiError carrying the server's message.
 export async function api(path, { method, body, form } = {}) {
   const init = { method: method || (body || form ? "POST" : "GET"), headers: {} };
+  if (init.method !== "GET" && init.method !== "HEAD") init.headers["X-Hark-Csrf"] = CSRF_TOKEN;
   if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
   if (form) init.body = form;
   let response;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 
@@ -70,3 +71,28 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
         port = taken.getsockname()[1]
         result = CliRunner().invoke(main, ["studio", "--workspace", str(tmp_path / "ws"), "--port", str(port)])
     assert result.exit_code == 1 and "cannot listen" in result.output and "Traceback" not in result.output
+
+
+def test_a_rebinding_or_cross_site_request_is_refused(start_studio):
+    studio = start_studio()
+
+    def status(method: str, path: str, headers: dict[str, str]) -> int:
+        request = urllib.request.Request(studio.url + path, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as err:
+            assert "error" in json.loads(err.read())
+            return err.code
+
+    own = f"127.0.0.1:{studio.port}"
+    assert status("GET", "/api/files?path=workspace", {"Host": own}) == 200
+    for host in (f"attacker.example:{studio.port}", f"127.0.0.1:{studio.port + 1}"):
+        assert status("GET", "/api/files?path=workspace", {"Host": host}) == 403, host
+    with urllib.request.urlopen(studio.url + "/", timeout=10) as response:
+        token = re.search(r'name="hark-csrf" content="([^"]+)"', response.read().decode()).group(1)
+    assert status("POST", "/api/jobs/train/stop", {"Origin": "http://attacker.example"}) == 403
+    assert status("POST", "/api/jobs/train/stop", {}) == 403
+    assert status("POST", "/api/jobs/train/stop", {"X-Hark-Csrf": token, "Origin": "http://attacker.example"}) == 403
+    # the page's own token and origin reach the API (nothing to stop: not a 403)
+    assert status("POST", "/api/jobs/train/stop", {"X-Hark-Csrf": token, "Origin": f"http://{own}"}) != 403

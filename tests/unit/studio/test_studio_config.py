@@ -256,3 +256,25 @@ def test_teacher_pickers_give_absolute_real_paths(client, workspace, teacher_che
     assert client.get("/api/config/realpath?path=workspace/runs/t1/config.toml").status_code == 400
     assert client.get("/api/config/realpath?path=workspace/../x.pt").status_code == 403
 
+
+
+def test_the_cli_and_the_studio_run_one_validator(client, tmp_path):
+    """`hark config validate` once printed OK for names only the studio checked."""
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+    bad = {"augment": {"chain": ["noise", "telepathy"]}, "model": {"architecture": "transformer9000"},
+           "train": {"lr": -1.0}}
+    path = tmp_path / "bad.toml"
+    path.write_text('[augment]\nchain = ["noise", "telepathy"]\n[model]\narchitecture = "transformer9000"\n'
+                    '[train]\nlr = -1.0\n')
+    result = CliRunner().invoke(main, ["config", "validate", "--config", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "3 problem(s)" in result.output, result.output
+    cli_lines = [line.strip() for line in result.output.splitlines() if line.startswith("  ")]
+    studio = client.post("/api/config/validate", json={"config": bad}).json["problems"]
+    assert {p["key"] for p in studio} == {"augment.chain", "model.architecture", "train.lr"}
+    for problem in studio:  # the same words, keyed the same way
+        assert f"{problem['key']}: {problem['message']}" in cli_lines
+    assert any("unknown augmentation 'telepathy'" in line for line in cli_lines)
+    assert any("unknown architecture 'transformer9000'" in line for line in cli_lines)

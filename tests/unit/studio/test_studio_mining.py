@@ -418,3 +418,41 @@ def test_verify_refuses_what_it_cannot_score(client, workspace):
     assert answer.status_code == 404 and answer.json["error"]["code"] == "no_export"
     answer = client.post("/api/cascade/verify", data={**form, "url": "file:///etc/passwd"})
     assert answer.json["error"]["code"] == "bad_url"
+
+
+def _wav_header(rate: int, channels: int, width: int, data_bytes: int, declared: int | None = None) -> bytes:
+    """A plain PCM WAV: header claiming RATE Hz, then DATA_BYTES of silence."""
+    import struct
+    block = channels * width
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, 8 * width)
+    size = data_bytes if declared is None else declared
+    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+            + b"data" + struct.pack("<I", size) + bytes(data_bytes))
+
+
+@pytest.mark.parametrize("wav, code", [
+    (_wav_header(1, 1, 2, 10_000), "too_long"),            # 10 kB claiming 1 Hz: 5000 s
+    (_wav_header(7, 1, 2, 100_000), "too_long"),           # the miner's 7 Hz case
+    (_wav_header(16_000, 1, 2, 121 * 32_000), "too_long"),  # a real 121 s clip
+    (_wav_header(8_000, 2, 2, 10_000, declared=0xFFFFFFFF), None),  # a streaming placeholder size: 0.3 s
+    (_wav_header(0, 1, 2, 1000), "bad_audio"),
+    (_wav_header(16_000, 0, 2, 1000), "bad_audio"),
+])
+def test_verify_checks_the_length_from_the_header_before_decoding(client, workspace, monkeypatch, wav, code):
+    from io import BytesIO
+
+    import sentry.audio
+
+    decoded = []
+    real_read_wav = sentry.audio.read_wav
+    monkeypatch.setattr(sentry.audio, "read_wav", lambda path: decoded.append(path) or real_read_wav(path))
+    form = {"url": f"http://127.0.0.1:{_closed_port()}", "key": KEY, "run": "r1",
+            "audio": (BytesIO(wav), "long.wav")}
+    answer = client.post("/api/cascade/verify", data=form)
+    if code is None:  # short enough: handed to the decoder (whatever it then makes of it)
+        assert decoded and answer.json["error"]["code"] != "too_long"
+        return
+    assert answer.status_code == 400 and answer.json["error"]["code"] == code, answer.json
+    assert decoded == [], "the upload was decoded before its length was checked"
+    assert str(workspace) not in answer.json["error"]["message"]
+    assert list((workspace / "uploads").iterdir()) == []

@@ -44,11 +44,7 @@ MAX_RESPONSE_BYTES = 64 * 1024
 """A health answer is ~500 bytes; more than this is not a judge."""
 MAX_CLIP_SECONDS = 120.0
 """Longest recording scored for "Verify with Judge" (seconds): a test clip, not a night.
-Checked from the WAV header before anything is decoded (see _check_header)."""
-HEADER_BYTES = 1 << 20
-"""Bytes of an upload searched for its 'fmt ' and 'data' chunks."""
-UNKNOWN_DATA_SIZES = (0, 0xFFFFFFFF)
-"""'data' sizes streaming writers leave as placeholders: the file's length says instead."""
+Checked from the WAV header before anything is decoded (sentry.wav.DecodeBudget)."""
 DEVICE_ID = "hark-studio"
 MODELS_PATH = "/v1/models"
 
@@ -187,30 +183,6 @@ def health():
     return jsonify(check_health(body.get("url"), _key(body.get("key"))))
 
 
-def _check_header(path: Path, name: str) -> None:
-    """Refuse an upload longer than MAX_CLIP_SECONDS from its header and size, before any
-    decoding: a small file can claim a tiny sample rate, and resampling that to 16 kHz
-    would cost minutes and gigabytes. StudioError (400) too_long or bad_audio."""
-    from sentry.audio import check_format, parse_riff
-    from sentry.errors import SentryError
-
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(HEADER_BYTES)
-    try:
-        fmt = parse_riff(path, head)
-        check_format(path, fmt)
-    except SentryError as exc:
-        raise StudioError(f"{name}: {exc}".replace(str(path), "the upload"), code="bad_audio") from exc
-    available = max(size - fmt.data_offset, 0)
-    data = available if fmt.data_size in UNKNOWN_DATA_SIZES else min(fmt.data_size, available)
-    seconds = data / (fmt.channels * fmt.width * fmt.rate)
-    if seconds > MAX_CLIP_SECONDS:
-        raise StudioError(f"{name} is {seconds:.0f} s long ({fmt.rate} Hz, {fmt.channels} channel(s)); "
-                          f"verify clips up to {MAX_CLIP_SECONDS:.0f} s (cut it around the wake word)",
-                          code="too_long")
-
-
 def _read_upload() -> np.ndarray:
     """The uploaded WAV as float32 16 kHz mono (sentry.audio.read_wav: any rate or width),
     once its header says it is short enough to decode."""
@@ -225,8 +197,7 @@ def _read_upload() -> np.ndarray:
                                      suffix=".wav") as tmp:
         upload.save(tmp)
         tmp.flush()
-        _check_header(Path(tmp.name), upload.filename)
-        try:  # the length was checked from the header; the budget bounds the decode too
+        try:  # the budget checks rate and length from the header, before anything is decoded
             pcm = read_wav(tmp.name, DecodeBudget(max_seconds=MAX_CLIP_SECONDS))
         except SentryError as exc:
             too_long = isinstance(exc, WavError) and exc.reason == "too_long"

@@ -431,8 +431,8 @@ def _wav_header(rate: int, channels: int, width: int, data_bytes: int, declared:
 
 
 @pytest.mark.parametrize("wav, code", [
-    (_wav_header(1, 1, 2, 10_000), "too_long"),            # 10 kB claiming 1 Hz: 5000 s
-    (_wav_header(7, 1, 2, 100_000), "too_long"),           # the miner's 7 Hz case
+    (_wav_header(1, 1, 2, 10_000), "bad_audio"),           # 10 kB claiming 1 Hz: outside 8-192 kHz
+    (_wav_header(7, 1, 2, 100_000), "bad_audio"),          # the miner's 7 Hz case
     (_wav_header(16_000, 1, 2, 121 * 32_000), "too_long"),  # a real 121 s clip
     (_wav_header(8_000, 2, 2, 10_000, declared=0xFFFFFFFF), None),  # a streaming placeholder size: 0.3 s
     (_wav_header(0, 1, 2, 1000), "bad_audio"),
@@ -441,11 +441,11 @@ def _wav_header(rate: int, channels: int, width: int, data_bytes: int, declared:
 def test_verify_checks_the_length_from_the_header_before_decoding(client, workspace, monkeypatch, wav, code):
     from io import BytesIO
 
-    import sentry.audio
+    import sentry.wav
 
-    decoded = []
-    real_read_wav = sentry.audio.read_wav
-    monkeypatch.setattr(sentry.audio, "read_wav", lambda path: decoded.append(path) or real_read_wav(path))
+    decoded = []  # the sample data reaching the decoder, after the header checks
+    real_decode = sentry.wav.decode_pcm
+    monkeypatch.setattr(sentry.wav, "decode_pcm", lambda raw, *a: decoded.append(len(raw)) or real_decode(raw, *a))
     form = {"url": f"http://127.0.0.1:{_closed_port()}", "key": KEY, "run": "r1",
             "audio": (BytesIO(wav), "long.wav")}
     answer = client.post("/api/cascade/verify", data=form)

@@ -17,14 +17,15 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
-
-from flask import Flask, g, request
+from typing import TYPE_CHECKING, Any, Mapping
 
 from sentry.version import package_version
 
 from .errors import JudgeError, register_error_handlers
 from .metrics import UNMATCHED, Metrics
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 __version__ = package_version()
 """The installed distribution's version (one number for every Hark command)."""
@@ -138,6 +139,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     Raises JudgeError for a bad setup (no model, unreadable keys...), before serving.
     """
+    # Flask is imported here, not at the top, so the judge's model code (judge.verifier)
+    # can be imported where Flask is not installed.
+    from flask import Flask, g, request
+
     from .api import v1
     from .ops import ops
 

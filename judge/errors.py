@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+if TYPE_CHECKING:  # Flask is imported where responses are made, so JudgeError needs none
+    from flask import Flask, Response
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class JudgeError(Exception):
 def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> Response:
     """The JSON body every error shares."""
+    from flask import jsonify
+
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     for name, value in (headers or {}).items():
@@ -63,6 +66,7 @@ def _snake(name: str) -> str:
 
 def register_error_handlers(app: Flask) -> None:
     """Route every exception a view can raise to a JSON error response."""
+    from werkzeug.exceptions import HTTPException
 
     @app.errorhandler(JudgeError)
     def _judge_error(exc: JudgeError) -> Response:

@@ -1,35 +1,33 @@
-"""The judge's model: an exported folder's features.onnx and model.onnx, run as the sentry
-runs them, and WAV decoding.
+"""The judge's model, and WAV decoding.
 
 A clip sent by a sentry holds pre-roll (>= 0.5 s before the sentry fired), the wake word
 and POST_ROLL_HOPS hops after, and ends on the sentry's 80 ms hop grid
-(sentry.judge_client.clip_span). The verifier scores the 1.5 s windows that end at the
-clip's end and at each hop before it, back SCORED_TAIL_HOPS hops, averages each run of
+(sentry.judge_client.clip_span). The judge scores it with the sentry's own scoring core
+(sentry.scoring.ClipScorer): the 1.5 s windows that lie wholly inside the clip and end at
+its end and at each hop before it, back SCORED_TAIL_HOPS hops, and the highest mean over
 the manifest's smoothing_hops consecutive windows, as the sentry's trigger smooths its
-scores, and takes the highest average. An isolated spike on one window is how most false
-accepts look; a wake word holds its score over several hops. On the cascade evaluation
-(benchmarks/RESULTS.md) the smoothed score rejected more false accepts at the same FRR
-than the single best window.
+scores. An isolated spike on one window is how most false accepts look; a wake word holds
+its score over several hops. On the cascade evaluation (benchmarks/RESULTS.md) the
+smoothed score rejected more false accepts at the same FRR than the single best window.
 
-Which windows, and why only those: the windows that lie wholly inside the clip and end
-in its last SCORED_TAIL_SECONDS (0.96 s). A sentry's 2.24 s clip holds 10 whole windows,
-from 9 hops before the one the sentry fired on to 3 after, and all are scored; a window
-ending earlier would reach before the clip, into audio the judge never received. The
-tail limit binds only on longer clips, whose wake word must end in their last 0.96 s: it
-bounds the work per request whatever the clip's length. A clip shorter than a window gets
-one window, ending at the clip's end and preceded by silence, as the sentry's stream is
-before it starts.
+Which windows, and why only those: a sentry's 2.24 s clip holds 10 whole windows, from 9
+hops before the one the sentry fired on to 3 after, and all are scored; a window ending
+earlier would reach before the clip, into audio the judge never received. The tail limit
+(SCORED_TAIL_SECONDS, 0.96 s) binds only on longer clips, whose wake word must end in
+their last 0.96 s: it bounds the work per request whatever the clip's length. A clip
+shorter than a window gets one window, ending at the clip's end and preceded by silence,
+as the sentry's stream is before it starts.
 
-How they are scored: with the sentry's own code (sentry.detector): features.onnx over
-each 80 ms hop once, then model.onnx over every scored window in one call. A window
-ending at sample E is exactly what the sentry scored at the hop ending at E, and equals
-clip.onnx on samples [E - WINDOW_SPAN_SAMPLES, E + CLIP_SAMPLES - WINDOW_SPAN_SAMPLES)
+A window ending at sample E is exactly what the sentry scored at the hop ending at E, and
+equals clip.onnx on samples [E - WINDOW_SPAN_SAMPLES, E + CLIP_SAMPLES - WINDOW_SPAN_SAMPLES)
 (clip.onnx frames its 1.5 s input without centre padding, so its last 80 samples are
 never read). Computing the features once per hop instead of once per window is what
 makes this ~4x cheaper than running clip.onnx on each window.
 
-No torch here: numpy, onnxruntime and the sentry's own WAV, resampling and detector code,
-so the server decodes and scores audio exactly as the device does.
+This module adds what the server needs around that score: the manifest checks for a
+servable folder, the model version (a hash of the graphs), describe() for /v1/models, and
+decode_wav. No torch here: numpy, onnxruntime and the sentry's own code, so the server
+decodes and scores audio exactly as the device does.
 """
 
 from __future__ import annotations
@@ -44,32 +42,20 @@ import numpy as np
 
 from sentry.audio import resample
 from sentry.wav import MAX_RATE, MIN_RATE, DecodeBudget, WavError, decode_wav_bytes
-from sentry.constants import (CLIP_SAMPLES, FRAME_SAMPLES, HOP_FRAMES, HOP_SAMPLES, N_MELS,
-                              OVERLAP_SAMPLES, SAMPLE_RATE, WIN_SAMPLES, WINDOW_FRAMES)
-from sentry.detector import Detector, _hop_inputs, _windows
+from sentry.constants import CLIP_SAMPLES, SAMPLE_RATE
 from sentry.errors import SentryError
 from sentry.manifest import Manifest, load_manifest
-from sentry.postprocess import smooth
+from sentry.scoring import (DEFAULT_PROVIDERS, SCORED_TAIL_HOPS, SCORED_TAIL_SECONDS,
+                            STEP_SAMPLES, WINDOW_SPAN_SAMPLES, ClipScorer, Graphs,
+                            best_smoothed, check_framing, require_graphs, window_ends)
 
 from .errors import JudgeError
 
-STEP_SAMPLES = HOP_SAMPLES
-"""Samples between two scored windows' ends: 80 ms, the sentry's hop, counted back from
-the clip's end, so the windows are the very ones the sentry scored."""
-
-SCORED_TAIL_HOPS = 12
-"""Hops back from the clip's end over which window ends are scored: windows end at the
-clip's end and at each of the 12 hops before it, at most 13 windows over the last 0.96 s.
-More than a sentry's clip holds (10 whole windows), so its every window is scored."""
-
-SCORED_TAIL_SECONDS = SCORED_TAIL_HOPS * HOP_SAMPLES / SAMPLE_RATE
-
-WINDOW_SPAN_SAMPLES = (WINDOW_FRAMES - 1) * FRAME_SAMPLES + WIN_SAMPLES
-"""Samples a window's WINDOW_FRAMES mel frames cover (23920): a window ending at sample E
-reads [E - WINDOW_SPAN_SAMPLES, E)."""
-
-WINDOW_HOPS = -(-WINDOW_FRAMES // HOP_FRAMES)
-"""Hops of features one window needs (19: 148 frames are 18.5 hops of 8)."""
+__all__ = ["Verifier", "DecodedClip", "decode_wav", "load_judge_manifest", "GRAPH_ROLES",
+           "SUPPORTED_RATES", "MAX_CHANNELS",
+           # the clip scoring the judge serves, defined in sentry.scoring:
+           "STEP_SAMPLES", "SCORED_TAIL_HOPS", "SCORED_TAIL_SECONDS", "WINDOW_SPAN_SAMPLES",
+           "window_ends", "best_smoothed"]
 
 SUPPORTED_RATES = tuple(r for r in (8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000,
                                      44_100, 48_000, 88_200, 96_000, 176_400, 192_000)
@@ -146,70 +132,28 @@ def decode_wav(blob: bytes, max_seconds: float) -> DecodedClip:
     return DecodedClip(resample(mono, fmt.rate, SAMPLE_RATE), fmt.rate, fmt.channels)
 
 
-def window_ends(n_samples: int) -> np.ndarray:
-    """Where the scored windows of an n_samples clip end (sample indices, exclusive,
-    oldest first): at the clip's end and every STEP_SAMPLES before it, at most
-    SCORED_TAIL_HOPS back, for the windows that lie wholly inside the clip; one window
-    at the end if the clip is shorter than a window."""
-    whole = (n_samples - WINDOW_SPAN_SAMPLES) // STEP_SAMPLES + 1
-    count = min(SCORED_TAIL_HOPS + 1, max(1, whole))
-    return n_samples - STEP_SAMPLES * np.arange(count - 1, -1, -1, dtype=np.int64)
-
-
-def best_smoothed(prob: np.ndarray, hops: int) -> float:
-    """Highest mean of `hops` consecutive window probabilities, oldest first (the mean of
-    all of them when there are fewer): the sentry's trigger compares the same moving
-    average of its hop scores with its threshold."""
-    k = min(max(int(hops), 1), prob.size)
-    return float(smooth(prob, k)[k - 1:].max())  # the averages over k whole windows
-
-
-class _ClipScorer(Detector):
-    """The sentry's detector, scoring chosen windows of a clip whose end is on the hop grid.
-
-    Only the batch graphs and the silence frames of Detector are used, never its
-    streaming state, so one instance serves many threads (onnxruntime's run is
-    thread-safe).
-    """
-
-    def window_scores(self, pcm: np.ndarray, n_windows: int) -> np.ndarray:
-        """Probabilities [n_windows] of the windows ending at the clip's end and every
-        HOP_SAMPLES before it, oldest first; audio before the clip counts as silence.
-
-        As Detector.score_pcm, but framed from the clip's end rather than its start, and
-        features are computed only for the hops those windows read.
-        """
-        audio = np.asarray(pcm, dtype=np.float32).reshape(-1)
-        n_hops = min(-(-audio.size // HOP_SAMPLES), n_windows + WINDOW_HOPS - 1)
-        span = OVERLAP_SAMPLES + n_hops * HOP_SAMPLES
-        tail = audio[max(0, audio.size - span):]
-        samples = np.concatenate([np.zeros(span - tail.size, np.float32), tail])
-        frames = self._run_features(_hop_inputs(samples)).reshape(-1, N_MELS)
-        needed = WINDOW_FRAMES + HOP_FRAMES * (n_windows - 1)
-        sequence = np.concatenate([self._initial_frames, frames])[-needed:]
-        return self._run_model(_windows(sequence, n_windows))
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "model"
 
 
 def load_judge_manifest(model_dir: Path) -> Manifest:
     """The manifest of a folder the judge can serve: it lists the features and model
-    graphs for CLIP_SAMPLES-sample windows at SAMPLE_RATE. Every problem is a JudgeError."""
+    graphs for CLIP_SAMPLES-sample windows at SAMPLE_RATE, framed as the sentry frames.
+    Checked without onnxruntime (validate_config runs it before serving); every problem
+    is a JudgeError."""
     try:
         manifest = load_manifest(model_dir)
+        require_graphs(manifest, model_dir, GRAPH_ROLES)
     except SentryError as exc:
         raise JudgeError(f"cannot load the judge model: {exc}") from exc
-    missing = [role for role in GRAPH_ROLES if role not in manifest.files]
-    if missing:
-        raise JudgeError(f"{model_dir}: the manifest lists no {' or '.join(map(repr, missing))} "
-                         "graph; serve a folder written by `hark export` (features.onnx, "
-                         "model.onnx and manifest.json)")
     if (manifest.sample_rate, manifest.window_samples) != (SAMPLE_RATE, CLIP_SAMPLES):
         raise JudgeError(f"{model_dir}: the model takes {manifest.window_samples}-sample "
                          f"windows at {manifest.sample_rate} Hz; this judge scores "
                          f"{CLIP_SAMPLES} at {SAMPLE_RATE} Hz; re-export it")
+    try:
+        check_framing(manifest, model_dir)
+    except SentryError as exc:
+        raise JudgeError(f"cannot load the judge model: {exc}") from exc
     return manifest
 
 
@@ -224,7 +168,7 @@ class Verifier:
 
     def __init__(self, model_dir: str | Path, *, threshold: float | None = None,
                  threads: int = 1,
-                 providers: Sequence[str] = ("CPUExecutionProvider",)) -> None:
+                 providers: Sequence[str] = DEFAULT_PROVIDERS) -> None:
         self.model_dir = Path(model_dir)
         self.manifest = load_judge_manifest(self.model_dir)
         self.threshold = self.manifest.threshold if threshold is None else float(threshold)
@@ -241,29 +185,24 @@ class Verifier:
         self.version = digest.hexdigest()[:MODEL_VERSION_HEX]
         self.name = _slug(self.manifest.wake_word)
         try:
-            self._scorer = _ClipScorer(self.model_dir, threads=threads, providers=providers)
+            graphs = Graphs(self.model_dir, threads=threads, providers=providers,
+                            manifest=self.manifest)
+            self.clips = ClipScorer(graphs, self.threshold)
+            # One real inference now: graphs that load but cannot run fail at startup, not
+            # on the first device's request, and /readyz means what it says.
+            self.clips.score(np.zeros(CLIP_SAMPLES, np.float32))
         except SentryError as exc:
             raise JudgeError(f"cannot load the judge model: {exc}") from exc
-        # One real inference now: graphs that load but cannot run fail at startup, not on
-        # the first device's request, and /readyz means what it says.
-        self.score(np.zeros(CLIP_SAMPLES, np.float32))
 
     def window_scores(self, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ends, probabilities) of the scored windows of a float32 16 kHz mono clip:
-        window_ends(len(pcm)) and one probability (0..1) per window."""
-        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
-        ends = window_ends(pcm.size)
-        prob = self._scorer.window_scores(pcm, ends.size)
-        if prob.shape != ends.shape or not np.all(np.isfinite(prob)):
-            raise RuntimeError(f"{self._scorer.model_path}: returned {prob.size} scores "
-                               f"(finite: {bool(np.all(np.isfinite(prob)))}) for {ends.size} "
-                               "windows")
-        return ends, prob
+        """(ends, probabilities) of the scored windows of a float32 16 kHz mono clip
+        (sentry.scoring.ClipScorer.window_scores)."""
+        return self.clips.window_scores(pcm)
 
     def score(self, pcm: np.ndarray) -> float:
         """The clip's score (0..1) for a float32 16 kHz mono clip: best_smoothed of its
         window probabilities over the manifest's smoothing_hops."""
-        return best_smoothed(self.window_scores(pcm)[1], self.manifest.smoothing_hops)
+        return self.clips.score(pcm)
 
     def describe(self) -> dict[str, Any]:
         """What /v1/models says about this model."""

@@ -20,6 +20,9 @@ _EXPORTS = {
     "Manifest": "manifest",
     "load_manifest": "manifest",
     "TriggerSettings": "postprocess",
+    "Graphs": "scoring",
+    "StreamScorer": "scoring",
+    "ClipScorer": "scoring",
     "Listener": "daemon",
     "ListenStats": "daemon",
 }
@@ -33,6 +36,7 @@ if TYPE_CHECKING:  # static analysers see ordinary imports
     from .errors import SentryError
     from .manifest import Manifest, load_manifest
     from .postprocess import TriggerSettings
+    from .scoring import ClipScorer, Graphs, StreamScorer
 
 
 def __getattr__(name: str) -> Any:

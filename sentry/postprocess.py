@@ -1,18 +1,21 @@
 """Turning per-hop scores into detections: smoothing, threshold, refractory period.
 
-One implementation serves the streaming sentry (`Trigger`, fed one score at a time)
-and offline evaluation (`detect`, over a whole score array), so the false accepts per
-hour measured on the dev box are the ones the device will produce.
+One implementation serves the streaming sentry (`Trigger`, fed one score at a time,
+with an optional trigger level for the Wyoming service), offline evaluation (`detect`,
+over a whole score array), the judge's clip score and the miner's block scan (`smooth`),
+so the false accepts per hour measured on the dev box are the ones the device produces.
+The scores themselves come from sentry.scoring.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
 from .constants import HOP_SAMPLES, SAMPLE_RATE
+from .errors import SentryError
 
 HOP_SECONDS = HOP_SAMPLES / SAMPLE_RATE
 
@@ -44,14 +47,21 @@ class TriggerSettings:
 
 
 def smooth(scores: np.ndarray, smoothing_hops: int) -> np.ndarray:
-    """Trailing moving average; the first hops average over what exists so far."""
+    """Trailing moving average over `smoothing_hops` hops (float64 [hops]); the first
+    hops average over what exists so far.
+
+    Each average is the sum of its own scores, newest first, so it depends on those
+    scores alone: a slice of a long score array smooths (past its first hops) exactly as
+    the whole array does, which the miner's resumable block scan relies on, and a NaN
+    (a score not computed) makes NaN only the averages that include it.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     if smoothing_hops <= 1 or scores.size == 0:
         return scores
-    csum = np.concatenate([[0.0], np.cumsum(scores)])
-    idx = np.arange(1, scores.size + 1)
-    lo = np.maximum(idx - smoothing_hops, 0)
-    return (csum[idx] - csum[lo]) / (idx - lo)
+    total = scores.copy()
+    for back in range(1, min(smoothing_hops, scores.size)):
+        total[back:] += scores[:-back]
+    return total / np.minimum(np.arange(1, scores.size + 1), smoothing_hops)
 
 
 def detect_hops(smoothed: np.ndarray, threshold: float, refractory_hops: int) -> np.ndarray:
@@ -74,25 +84,36 @@ def detect(scores: np.ndarray, settings: TriggerSettings) -> np.ndarray:
 
 
 class Trigger:
-    """Streaming twin of `detect`: feed one score per hop, get True when it fires."""
+    """Streaming twin of `detect`: feed one score per hop, get True when it fires.
 
-    def __init__(self, settings: TriggerSettings) -> None:
+    level: consecutive hops the smoothed score must stay at or above the threshold
+    before it fires (a "trigger level", as openWakeWord users know it); 1, the default,
+    fires on the first such hop, exactly as `detect`. After firing, the next detection
+    needs `level` fresh hops and the refractory period to have passed.
+    """
+
+    def __init__(self, settings: TriggerSettings, level: int = 1) -> None:
+        if level < 1:
+            raise SentryError(f"trigger level must be >= 1 hop, got {level}")
         self.settings = settings
+        self.level = level
         self._recent: deque[float] = deque(maxlen=settings.smoothing_hops)
-        self._hop = -1
-        self._next_allowed = -1
+        self.reset()
 
     def update(self, score: float) -> tuple[bool, float]:
-        """Add the next hop's score; returns (fired, smoothed score)."""
+        """Add the next hop's raw score; returns (fired, smoothed score)."""
         self._hop += 1
         self._recent.append(float(score))
         smoothed = sum(self._recent) / len(self._recent)
-        if smoothed >= self.settings.threshold and self._hop >= self._next_allowed:
+        self._run = self._run + 1 if smoothed >= self.settings.threshold else 0
+        if self._run >= self.level and self._hop >= self._next_allowed:
             self._next_allowed = self._hop + max(self.settings.refractory_hops, 1)
+            self._run = 0
             return True, smoothed
         return False, smoothed
 
     def reset(self) -> None:
         self._recent.clear()
+        self._run = 0  # consecutive hops at or above the threshold
         self._hop = -1
         self._next_allowed = -1

@@ -2,22 +2,21 @@
 
 A service (the Wyoming one) feeds 16 kHz audio of one client stream in and gets
 detections out, each carrying the audio a judge needs to verify it. The Detectors do
-the scoring; the triggering is done here on their raw scores so that a trigger level
-(consecutive hops above the threshold, as openWakeWord users know it) can be set.
+the scoring; the triggering is done here on their raw scores, by sentry.postprocess's
+Trigger with a trigger level (consecutive hops above the threshold) that can be set.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .constants import HOP_SAMPLES
-from .detector import BATCH_HOPS, Detection, Detector
-from .errors import SentryError
-from .postprocess import HOP_SECONDS, TriggerSettings
+from .detector import Detection, Detector
+from .postprocess import HOP_SECONDS, Trigger
+from .scoring import BATCH_HOPS
 
 FEED_SAMPLES = BATCH_HOPS * HOP_SAMPLES
 """Most 16 kHz samples handed to a Detector at once, so that its `scores` history
@@ -26,34 +25,6 @@ FEED_SAMPLES = BATCH_HOPS * HOP_SAMPLES
 ClipSpan = Callable[[float], "tuple[int, int]"]
 """Detection time in seconds -> (start, end) stream sample indices at 16 kHz of the
 audio to verify it on (sentry.judge_client.clip_span); start may be negative."""
-
-
-class LevelTrigger:
-    """postprocess.Trigger with a trigger level: fires when the smoothed score has been
-    at or above the threshold for `level` consecutive hops (level 1 is exactly
-    Trigger), then stays quiet for the refractory period."""
-
-    def __init__(self, settings: TriggerSettings, level: int = 1) -> None:
-        if level < 1:
-            raise SentryError(f"trigger level must be >= 1 hop, got {level}")
-        self.settings = settings
-        self.level = level
-        self._recent: deque[float] = deque(maxlen=settings.smoothing_hops)
-        self._run = 0  # consecutive hops at or above the threshold
-        self._hop = -1
-        self._next_allowed = 0
-
-    def update(self, score: float) -> tuple[bool, float]:
-        """Add the next hop's raw score; returns (fired, smoothed score)."""
-        self._hop += 1
-        self._recent.append(float(score))
-        smoothed = sum(self._recent) / len(self._recent)
-        self._run = self._run + 1 if smoothed >= self.settings.threshold else 0
-        if self._run >= self.level and self._hop >= self._next_allowed:
-            self._next_allowed = self._hop + max(self.settings.refractory_hops, 1)
-            self._run = 0  # the next detection needs `level` fresh hops
-            return True, smoothed
-        return False, smoothed
 
 
 @dataclass
@@ -84,7 +55,7 @@ class WakeStream:
 
     def __init__(self, models: Sequence[tuple[str, Detector]], trigger_level: int = 1,
                  clip_span: ClipSpan | None = None) -> None:
-        self.runs = [(name, detector, LevelTrigger(detector.settings, trigger_level))
+        self.runs = [(name, detector, Trigger(detector.settings, trigger_level))
                      for name, detector in models]
         for _, detector, _ in self.runs:
             detector.reset()
@@ -105,7 +76,7 @@ class WakeStream:
                 self._recent = np.concatenate([self._recent, piece])
             for name, detector, trigger in self.runs:
                 before = detector.hops
-                detector.process(piece)  # its own trigger is unused: LevelTrigger decides
+                detector.process(piece)  # its own trigger is unused: this one decides
                 new = detector.hops - before
                 for k, score in enumerate(list(detector.scores)[-new:] if new else []):
                     fired, smoothed = trigger.update(score)

@@ -213,13 +213,12 @@ def evaluate_cascade(sentry_dir: str | Path, eval_root: str | Path, *,
     judge: Judge
     if judge_url is not None:
         judge = HttpJudge(judge_url, judge_key)
-    else:
-        from judge.errors import JudgeError
-        from judge.verifier import Verifier
+    else:  # the judge's own clip score (sentry.scoring), without its server
+        from sentry.scoring import ClipScorer, Graphs
 
         try:
-            judge = Verifier(judge_dir or sentry_dir)
-        except JudgeError as exc:
+            judge = ClipScorer(Graphs(judge_dir or sentry_dir))
+        except SentryError as exc:
             raise TrainerError(f"cannot load the judge model: {exc}") from exc
 
     reports = []

@@ -33,6 +33,7 @@ from onnx import compose, helper
 
 from sentry.errors import SentryError
 from sentry.manifest import Manifest, load_manifest
+from sentry.scoring import require_graphs
 
 from .errors import TrainerError
 from .export import FILES, FP32_TOLERANCE, check_parity, cpu_session
@@ -60,11 +61,9 @@ def _load_members(member_dirs: Sequence[Path]) -> list[Manifest]:
     for folder in member_dirs:
         try:
             manifest = load_manifest(folder)
+            require_graphs(manifest, folder, ("features", "model"))
         except SentryError as exc:
             raise TrainerError(f"cannot use {folder} in an ensemble: {exc}") from exc
-        if "features" not in manifest.files or "model" not in manifest.files:
-            raise TrainerError(f"{folder}: the manifest lists no features or model graph; "
-                               "use folders written by `hark export`")
         manifests.append(manifest)
     first = manifests[0]
     for folder, manifest in zip(member_dirs[1:], manifests[1:]):

@@ -7,9 +7,11 @@ of carrying state from the previous block. So a scan interrupted anywhere and re
 the last committed block computes exactly the scores, and therefore the hits, of an
 uninterrupted one.
 
-Scores follow the sentry's framing (sentry.detector): hop i ends at (i + 1) * 80 ms, its
-window is the last WINDOW_FRAMES mel frames, frames before the stream are those of
-silence, and the score that fires is the trailing mean over `smoothing_hops` raw scores.
+Scores are the sentry's (sentry.scoring: its framing, frames, windows and graphs): hop i
+ends at (i + 1) * 80 ms, its window is the last WINDOW_FRAMES mel frames, frames before
+the stream are those of silence, and the score that fires is the trailing mean over
+`smoothing_hops` raw scores (sentry.postprocess.smooth, which depends only on the scores
+it averages, so a block smooths as the whole file would).
 
 Coarse-to-fine: with stride S > 1 the model first scores every S-th hop; around each
 coarse hop whose raw score reaches the probe threshold, every hop within S - 1 (plus the
@@ -25,24 +27,16 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from sentry.constants import (
-    HOP_FRAMES,
-    HOP_SAMPLES,
-    N_MELS,
-    OVERLAP_SAMPLES,
-    SAMPLE_RATE,
-    WINDOW_FRAMES,
-)
+from sentry.constants import HOP_SAMPLES, OVERLAP_SAMPLES, SAMPLE_RATE
+from sentry.errors import SentryError
+from sentry.postprocess import smooth
+from sentry.scoring import LOOKBACK_HOPS, Graphs, windows
 
 from . import MiningError
 from .audio import AudioSource
-from .graphs import FEATURE_INPUT_SAMPLES, Graphs
 
 BLOCK_HOPS = 2048
 """Hops per block (164 s of audio, ~0.3 s of work): the unit of progress commits."""
-
-LOOKBACK_HOPS = -(-(WINDOW_FRAMES - HOP_FRAMES) // HOP_FRAMES)
-"""Earlier hops whose frames a window reaches into (18: 148 frames span 18.5 hops)."""
 
 FEATURE_BATCH = 512
 """Hops per features.onnx call: measured fastest on a 2-core CPU (256-1024 are within 10%)."""
@@ -92,24 +86,12 @@ class ScanSettings:
         return asdict(self)
 
 
-def _window_view(frames: np.ndarray) -> np.ndarray:
-    """[hops - LOOKBACK_HOPS, WINDOW_FRAMES, N_MELS] strided view: window of every hop
-    whose full context is in `frames` ([hops * HOP_FRAMES, N_MELS], C-contiguous)."""
-    n = frames.shape[0] // HOP_FRAMES - LOOKBACK_HOPS
-    row, col = frames.strides
-    start = LOOKBACK_HOPS * HOP_FRAMES + HOP_FRAMES - WINDOW_FRAMES
-    return np.lib.stride_tricks.as_strided(frames[start:], shape=(n, WINDOW_FRAMES, N_MELS),
-                                           strides=(HOP_FRAMES * row, row, col), writeable=False)
-
-
 class Scorer:
     """Smoothed full-resolution scores of one block, computed from the audio alone."""
 
     def __init__(self, graphs: Graphs, settings: ScanSettings) -> None:
         self.graphs = graphs
         self.settings = settings
-        silence = graphs.run_features(np.zeros((1, FEATURE_INPUT_SAMPLES), np.float32))[0]
-        self._silence = silence.astype(np.float32)
         self.audio: np.ndarray = np.zeros(0, np.float32)
         self.audio_start = 0
         """The last block's decoded 16 kHz audio and its first sample index (for clips)."""
@@ -128,20 +110,10 @@ class Scorer:
             start -= prefix.size
         self._source, self.audio, self.audio_start = source, pcm, start
 
-    def _features(self, pcm: np.ndarray, n_hops: int) -> np.ndarray:
-        """[n_hops * HOP_FRAMES, N_MELS] frames of the hops whose inputs tile `pcm`."""
-        view = np.lib.stride_tricks.sliding_window_view(pcm, FEATURE_INPUT_SAMPLES)[::HOP_SAMPLES][:n_hops]
-        parts = [self.graphs.run_features(np.ascontiguousarray(view[i:i + FEATURE_BATCH]))
-                 for i in range(0, n_hops, FEATURE_BATCH)]
-        return np.concatenate(parts).reshape(-1, N_MELS).astype(np.float32, copy=False)
-
-    def _score(self, windows: np.ndarray, hops: np.ndarray) -> np.ndarray:
-        out = np.empty(hops.size, dtype=np.float64)
-        self.windows_scored += hops.size
-        for i in range(0, hops.size, MODEL_BATCH):
-            batch = np.ascontiguousarray(windows[hops[i:i + MODEL_BATCH]])
-            out[i:i + MODEL_BATCH] = self.graphs.run_model(batch)
-        return out
+    def _score(self, hop_windows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Raw scores of the windows at `rows` of hop_windows, counted in windows_scored."""
+        self.windows_scored += rows.size
+        return self.graphs.run_model(hop_windows, rows, batch=MODEL_BATCH)
 
     def score_block(self, source: AudioSource, h0: int, h1: int, n_hops: int) -> np.ndarray:
         """Smoothed scores of hops [h0, h1) of a file with n_hops hops; NaN where the
@@ -159,40 +131,30 @@ class Scorer:
         real = max(base, 0)
         pcm = source.read(real * HOP_SAMPLES - OVERLAP_SAMPLES, hi * HOP_SAMPLES)
         self._keep_audio(source, pcm, real * HOP_SAMPLES - OVERLAP_SAMPLES)
-        frames = self._features(pcm, hi - real)
-        if real > base:
-            frames = np.concatenate([np.tile(self._silence, (real - base, 1)), frames])
-        windows = _window_view(frames)  # row r is hop lo + r
+        try:
+            frames = self.graphs.frames(pcm, silent_hops=real - base, batch=FEATURE_BATCH)
+            hop_windows = windows(frames)  # row r is the window of hop lo + r
 
-        raw = np.full(hi - lo, np.nan)
-        if s == 1:
-            hops = np.arange(lo, hi, dtype=np.int64)
-            raw[:] = self._score(windows, hops - lo)
-        else:
-            raw[coarse - lo] = self._score(windows, coarse - lo)
-            hits = coarse[raw[coarse - lo] >= self.settings.probe_threshold]
-            need = np.zeros(hi - lo, dtype=bool)
-            for c in hits:
-                a, b = max(c - (s - 1) - (m - 1), first), min(c + s, h1)
-                if b > a:
-                    need[a - lo:b - lo] = True
-            need &= np.isnan(raw)
-            todo = np.flatnonzero(need)
-            if todo.size:
-                raw[todo] = self._score(windows, todo)
-        return _smooth(raw, lo, h0, h1, m)
-
-
-def _smooth(raw: np.ndarray, lo: int, h0: int, h1: int, m: int) -> np.ndarray:
-    """Trailing mean over m hops (fewer at the file start, as sentry.postprocess.smooth);
-    NaN when any needed raw score is unknown."""
-    out = np.empty(h1 - h0)
-    for k in range(m):
-        idx = np.arange(h0, h1) - k
-        vals = np.where(idx >= 0, raw[np.clip(idx - lo, 0, None)], 0.0)
-        out = vals if k == 0 else out + vals
-    count = np.minimum(np.arange(h0, h1) + 1, m)
-    return out / count
+            raw = np.full(hi - lo, np.nan)
+            if s == 1:
+                raw[:] = self._score(hop_windows, np.arange(hi - lo, dtype=np.int64))
+            else:
+                raw[coarse - lo] = self._score(hop_windows, coarse - lo)
+                hits = coarse[raw[coarse - lo] >= self.settings.probe_threshold]
+                need = np.zeros(hi - lo, dtype=bool)
+                for c in hits:
+                    a, b = max(c - (s - 1) - (m - 1), first), min(c + s, h1)
+                    if b > a:
+                        need[a - lo:b - lo] = True
+                need &= np.isnan(raw)
+                todo = np.flatnonzero(need)
+                if todo.size:
+                    raw[todo] = self._score(hop_windows, todo)
+        except SentryError as exc:  # a graph that fails to run: the model, not the audio
+            raise MiningError(str(exc)) from exc
+        # raw starts at hop lo; past its first m - 1 hops (or from the file start, lo = 0)
+        # each mean is the file's, since smooth's means depend only on their own scores.
+        return smooth(raw, m)[h0 - lo:h1 - lo]
 
 
 @dataclass

@@ -154,3 +154,41 @@ def test_the_judge_imports_nothing_of_the_trainer_or_torch():
                 seen.setdefault(name.split(".")[0], set()).add(path.name)
     assert not forbidden & set(seen), {k: seen[k] for k in forbidden & set(seen)}
     assert "sentry" in seen and "flask" in seen  # the check does see imports
+
+
+def test_the_judge_model_scores_where_flask_is_not_installed(judge_model, judge_spec, tmp_path):
+    """judge.verifier (and `from judge import create_app`) import without Flask; only
+    serving needs it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    import judge
+
+    clip = judge_spec.make_clip(2.24, (1.0, 1.8))
+    np.save(tmp_path / "clip.npy", clip)
+    script = textwrap.dedent(f"""
+        import importlib.abc, json, sys
+        import numpy as np
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("flask", "werkzeug"):
+                    raise ImportError(name + " is not installed here")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from judge import create_app
+        from judge.verifier import Verifier
+        score = Verifier({str(judge_model)!r}).score(np.load({str(tmp_path / "clip.npy")!r}))
+        print(json.dumps({{"score": score, "callable": callable(create_app)}}))
+    """)
+    root = Path(judge.__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"score": Verifier(judge_model).score(clip), "callable": True}

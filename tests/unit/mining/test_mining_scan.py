@@ -15,8 +15,9 @@ from sentry.audio import read_wav
 from sentry.constants import HOP_SAMPLES
 from sentry.detector import Detector
 from sentry.postprocess import smooth
+from sentry.scoring import FEATURE_INPUT_SAMPLES
 from trainer.mining.audio import AudioSource, BadAudio, find_audio, probe
-from trainer.mining.graphs import FEATURE_INPUT_SAMPLES, has_stft_node, open_graphs
+from trainer.mining.graphs import has_stft_node, open_graphs
 from trainer.mining.scan import HitTracker, ScanSettings, Scorer
 
 SETTINGS = ScanSettings(threshold=0.5, probe_threshold=0.25, stride_hops=1, smoothing_hops=3,

@@ -32,3 +32,28 @@ def test_streaming_trigger_matches_batch_detect():
 def test_bad_settings_are_rejected(kwargs):
     with pytest.raises(ValueError):
         TriggerSettings(**kwargs)
+
+
+def test_a_slice_smooths_as_the_whole_and_a_nan_spoils_only_its_own_means():
+    """The miner smooths each block's scores on their own and must get the whole file's
+    means bitwise, whatever the block's start; hops it never scored are NaN."""
+    scores = np.random.default_rng(4).random(5000)
+    whole = smooth(scores, 4)
+    for start in (1, 3, 999, 4321):
+        np.testing.assert_array_equal(smooth(scores[start:], 4)[3:], whole[start + 3:])
+    holed = scores.copy()
+    holed[100] = np.nan
+    got = smooth(holed, 4)
+    assert np.isnan(got[100:104]).all()
+    np.testing.assert_array_equal(np.delete(got, range(100, 104)), np.delete(whole, range(100, 104)))
+
+
+def test_a_trigger_level_needs_consecutive_hops_and_level_one_is_detect():
+    scores = np.random.default_rng(6).random(3000) ** 3
+    settings = TriggerSettings(threshold=0.5, smoothing_hops=2, refractory_s=0.4)
+    plain, level_one = Trigger(settings), Trigger(settings, level=1)
+    assert [plain.update(s) for s in scores] == [level_one.update(s) for s in scores]
+    level_two = Trigger(settings, level=2)
+    fired = [i for i, s in enumerate(scores) if level_two.update(s)[0]]
+    smoothed = smooth(scores, 2)
+    assert fired and all(smoothed[i - 1] >= 0.5 and smoothed[i] >= 0.5 for i in fired)

@@ -8,8 +8,8 @@ import pytest
 from sentry.constants import HOP_SAMPLES, SAMPLE_RATE
 from sentry.detector import Detector
 from sentry.errors import SentryError
-from sentry.postprocess import TriggerSettings
-from sentry.wakestream import LevelTrigger, WakeStream
+from sentry.postprocess import Trigger, TriggerSettings
+from sentry.wakestream import WakeStream
 
 ODD_CHUNK = 1_000
 """Samples per fed chunk: not a multiple of the 1280-sample hop, so hops straddle chunks."""
@@ -35,11 +35,11 @@ def test_level_one_fires_where_the_batch_detector_does(model_dir, bursts):
 
 def test_trigger_level_counts_consecutive_hops():
     settings = TriggerSettings(threshold=0.5, smoothing_hops=1, refractory_s=0.0)
-    trigger = LevelTrigger(settings, level=3)
+    trigger = Trigger(settings, level=3)
     fired = [trigger.update(s)[0] for s in [0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]]
     assert fired == [False, False, False, False, False, True, False, False, True]
     with pytest.raises(SentryError, match="trigger level"):
-        LevelTrigger(settings, level=0)
+        Trigger(settings, level=0)
 
 
 def test_hits_wait_for_their_clip_and_carry_the_stream_audio(model_dir, bursts):

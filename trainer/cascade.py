@@ -6,7 +6,7 @@ positives laid end to end with gaps (`build_positive_stream`), the negative stre
 is, the sentry's own trigger turning scores into detections. Every detection's clip is
 then cut as the device would cut it (`sentry.judge_client.clip_span`: the sentry's
 1.5 s window plus 0.5 s of pre-roll before the detection, 0.24 s after) and scored by
-the judge, in-process (judge.verifier, fast) or over HTTP (a running `hark-judge`).
+the judge, in-process (sentry.scoring, as the judge scores, fast) or over HTTP (a running `hark-judge`).
 
 The cascade keeps the detections the judge verifies. Both sides are matched to the
 wake-word regions by the same rule as `hark eval`, so the two rows of the report are

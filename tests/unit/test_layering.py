@@ -30,12 +30,8 @@ STUDIO_HOOK = ("trainer.cli", "studio.server")
 """The one arrow from trainer to studio: `hark studio`, imported inside the function that
 adds the command, so `hark` starts without Flask (trainer/cli.py, add_optional_commands)."""
 
-ALLOWED = {
-    # The scoring branch (issue 22.1) moves the arithmetic cascade.py needs out of judge
-    # and removes this edge; the lead deletes this entry when it merges.
-    ("trainer.cascade", "judge"),
-}
-"""Known edges against the layering that another branch removes; nothing else."""
+ALLOWED: set[tuple[str, str]] = set()
+"""Known edges against the layering; none."""
 
 KNOWN_CYCLES = [
     # teachers builds its own PluginManager to load teacher models, and the distill plugin

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hmac
 import importlib
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, redirect, request
 
@@ -26,6 +28,9 @@ from .errors import (
 )
 from .files import FileRoots
 from .jobs import JobManager
+
+if TYPE_CHECKING:  # built on first use: starting the studio does not load torch
+    from trainer.plugins import PluginManager
 
 __all__ = ["Studio", "StudioError", "create_app", "get_studio"]
 
@@ -46,6 +51,17 @@ class Studio:
     jobs: JobManager
     files: FileRoots
     token: str | None = None
+    _plugins: PluginManager | None = field(default=None, repr=False)
+    _plugins_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def plugins(self) -> PluginManager:
+        """The studio's one trainer PluginManager, built on first use (it imports torch and
+        every plugin) and handed to every config check; a TrainerError while they cannot load."""
+        with self._plugins_lock:
+            if self._plugins is None:
+                from trainer.plugins import PluginManager
+                self._plugins = PluginManager()
+            return self._plugins
 
     def folder(self, name: str) -> Path:
         """WORKSPACE/<name> (data, runs, configs, sessions, uploads), created on first use."""

@@ -100,8 +100,8 @@ def parse_error(text: str, stage: str) -> list[dict[str, Any]]:
     return [entry for line in items for entry in parse_problem(line, stage)]
 
 
-def _plugin_problems(config: Config) -> list[str]:
-    registries = plugin_names()
+def _plugin_problems(config: Config, studio: Studio) -> list[str]:
+    registries = plugin_names(studio.plugins)
     problems = []
     for key, kind in PLUGIN_CHOICES.items():
         known = registries.get(kind)
@@ -155,13 +155,13 @@ def check_config(data: Any, studio: Studio) -> Report:
     except TrainerError as exc:
         return Report(None, parse_error(str(exc), BLOCKING_STAGE))
     config = absolute_teachers(config, studio.workspace)
-    problems = [e for line in validate(config) + _plugin_problems(config) for e in parse_problem(line, "value")]
+    problems = [e for line in validate(config) + _plugin_problems(config, studio) for e in parse_problem(line, "value")]
     outside, loadable = _confinement_problems(config, studio)
     outside_entries = [e for line in outside for e in parse_problem(line, "teacher")]
     problems += outside_entries
     try:
         from trainer.teachers import inspect_teachers
-        found, teacher_problems = inspect_teachers(loadable)
+        found, teacher_problems = inspect_teachers(loadable, studio.plugins().build_model)
     except TrainerError as exc:  # the plugins themselves failed to load
         found, teacher_problems = [], [str(exc)]
     # A blanked (outside) path would be reported again as "required": keep the first message.
@@ -221,7 +221,7 @@ def _body() -> dict[str, Any]:
 
 @bp.get("/schema")
 def schema():
-    return jsonify(build_schema())
+    return jsonify(build_schema(get_studio().plugins))
 
 
 @bp.post("/validate")

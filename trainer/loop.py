@@ -31,8 +31,9 @@ from .config import Config, config_from_dict, save_config
 from .data import WindowSampler, load_pools, open_dataset
 from .errors import TrainerError
 from .features import LogMel
+from .hookspecs import AugmentContext, AugmentState, DistillBatch
 from .models import count_parameters
-from .plugins import AugmentContext, AugmentState, DistillBatch, PluginManager
+from .plugins import PluginManager
 from .teachers import feature_settings
 
 log = logging.getLogger(__name__)

@@ -102,8 +102,9 @@ def register_distillers(register: Register) -> None:
     distillation loss; ``distill.distiller`` picks one by name, and only when distill.mode
     resolves to single or dual. ``factory(config: Config, context: DistillContext)`` runs
     before the first training step; it loads its teachers (``context.build_model`` rebuilds
-    an architecture by name; ``trainer.teachers.load_teachers`` does the checked, frozen
-    loading) and raises TrainerError listing every problem with its config key. It returns a
+    an architecture by name through the run's manager; ``trainer.teachers.load_teachers(config,
+    context.build_model)`` does the checked, frozen loading) and raises TrainerError listing
+    every problem with its config key. It returns a
     callable ``(student_logits [B], hard_loss: scalar tensor, batch: DistillBatch) -> scalar
     loss tensor`` that replaces the hard-label loss for that step (so it decides the weighting).
     ``batch`` holds the step's pcm [B, samples] at 16 kHz after waveform augmentation, the

@@ -25,6 +25,7 @@ from trainer.config import load_config
 from trainer.export import export_run
 from trainer.loop import BEST, LAST, train
 from trainer.pipeline import evaluate_and_report
+from trainer.plugins import PluginManager
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 OUT = Path(__file__).parent / "out" / "distill.json"
@@ -40,14 +41,15 @@ TIMING = "bench_timing.json"
 """Written into a run folder when its training finished: its size, epochs and s/epoch."""
 
 
-def _train(name: str, run: Path, config_path: Path | None, overrides: dict) -> dict:
+def _train(name: str, run: Path, config_path: Path | None, overrides: dict,
+           plugins: PluginManager) -> dict:
     """Train (or finish, or reuse) one run; its size and seconds per epoch."""
     config = load_config(config_path, overrides)
     if (run / TIMING).exists():  # finished earlier (with the epochs it records)
         print(f"{name}: reusing {run}")
         timing = json.loads((run / TIMING).read_text())
     else:
-        result = train(config, run, progress=False, resume=(run / LAST).exists())
+        result = train(config, run, progress=False, resume=(run / LAST).exists(), plugins=plugins)
         timing = {"parameters": result.parameters,
                   "seconds_per_epoch": result.seconds / max(result.epochs_run, 1),
                   "epochs": config.train.epochs, "best_epoch": result.best_epoch}
@@ -56,8 +58,8 @@ def _train(name: str, run: Path, config_path: Path | None, overrides: dict) -> d
     return timing
 
 
-def _evaluate(run: Path, data: Path) -> dict:
-    model_dir, _ = export_run(run)
+def _evaluate(run: Path, data: Path, plugins: PluginManager) -> dict:
+    model_dir, _ = export_run(run, plugins=plugins)
     summary = evaluate_and_report(model_dir, data / "eval", progress=False)
     return {name: s["frr_at_0.5_fa_h"] for name, s in summary["sets"].items()}
 
@@ -79,12 +81,13 @@ def main() -> None:
     args = parser.parse_args()
     began = time.monotonic()
     base = {"data.dataset": str(args.data), "train.threads": args.threads}
+    plugins = PluginManager()  # one manager serves every training and export of the benchmark
 
     teachers = {}
     for arch in ("crnn", "conformer"):
         overrides = {**base, "train.epochs": args.teacher_epochs, **(QUICK_TEACHERS[arch] if args.quick else {})}
         teachers[arch] = _train(f"teacher {arch}", args.runs / f"teacher_{arch}",
-                                CONFIGS / f"teacher_{arch}.toml", overrides)
+                                CONFIGS / f"teacher_{arch}.toml", overrides, plugins)
     ckpt = {arch: str(args.runs / f"teacher_{arch}" / BEST) for arch in teachers}
     students = {
         "no KD": {},
@@ -99,8 +102,9 @@ def main() -> None:
     results = {}
     for i, (name, distill) in enumerate(students.items()):
         run = args.runs / f"student_{i}"
-        timing = _train(f"student {name}", run, None, {**base, "train.epochs": args.student_epochs, **distill})
-        results[name] = {**timing, "distill": distill, "frr_at_0.5_fa_h": _evaluate(run, args.data)}
+        timing = _train(f"student {name}", run, None, {**base, "train.epochs": args.student_epochs, **distill},
+                        plugins)
+        results[name] = {**timing, "distill": distill, "frr_at_0.5_fa_h": _evaluate(run, args.data, plugins)}
 
     sets = sorted({s for r in results.values() for s in r["frr_at_0.5_fa_h"]})
     print(f"\nFRR at <= 0.5 FA/h (student: default config, {args.student_epochs} epochs; "

@@ -18,6 +18,7 @@ from trainer.config import load_training_config
 from trainer.export import export_run
 from trainer.loop import LAST, train
 from trainer.pipeline import evaluate_and_report
+from trainer.plugins import PluginManager
 
 
 def main() -> None:
@@ -31,8 +32,9 @@ def main() -> None:
     run = args.runs / args.name
     began = time.monotonic()
     config = load_training_config(None, {"data.dataset": str(data), **overrides})
-    train(config, run, progress=False, resume=(run / LAST).exists())
-    model_dir, manifest = export_run(run)
+    plugins = PluginManager()  # one manager for the run: training and export
+    train(config, run, progress=False, resume=(run / LAST).exists(), plugins=plugins)
+    model_dir, manifest = export_run(run, plugins=plugins)
     evaluate_and_report(model_dir, data / "eval", progress=False)
     print(f"total {time.monotonic() - began:.0f} s; sizes {manifest.metrics['size_bytes']}")
 

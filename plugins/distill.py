@@ -20,7 +20,7 @@ from torch import nn
 
 from trainer import hookimpl
 from trainer.config import Config
-from trainer.plugins import DistillBatch, DistillContext
+from trainer.hookspecs import DistillBatch, DistillContext
 from trainer.teachers import Teacher, load_teachers
 
 log = logging.getLogger(__name__)

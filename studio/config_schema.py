@@ -8,7 +8,8 @@ statement right under the field), so the form and the code never disagree.
 Choices come from three places, all in the trainer's own code:
 - the named tuples trainer/config.py defines (SNR_SCHEDULES, TRAIN_DEVICES, ...);
 - the literal tuples its ``validate`` checks with ``x not in ("a", "b")``;
-- the plugin registries (architectures, distillers, augmentations) of a PluginManager.
+- the plugin registries (architectures, distillers, augmentations) of a PluginManager: the
+  studio's own one (``Studio.plugins``, handed in as ``plugins``), never a second one.
 """
 
 from __future__ import annotations
@@ -19,11 +20,19 @@ import inspect
 import itertools
 import typing
 from dataclasses import MISSING, fields, is_dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from trainer import config as trainer_config
 from trainer.config import Config
 from trainer.validate import PLUGIN_KEYS
+
+if TYPE_CHECKING:  # the manager loads torch and every plugin: only when choices are asked for
+    from trainer.plugins import PluginManager
+
+Plugins = Callable[[], "PluginManager"]
+"""Where the run's plugin manager comes from: the studio passes its ``Studio.plugins``;
+library callers get ``default_plugins`` (a manager built for the call)."""
 
 GROUPS = (
     ("general", "General", ""),
@@ -117,13 +126,19 @@ def literal_choices() -> dict[str, tuple[str, ...]]:
     return found
 
 
-def plugin_names() -> dict[str, list[str]]:
-    """Registry -> registered names; empty registries when the plugins cannot load (the form
-    then offers free text and validation reports the problem)."""
+def default_plugins() -> PluginManager:
+    from trainer.plugins import PluginManager
+    return PluginManager()
+
+
+def plugin_names(plugins: Plugins = default_plugins) -> dict[str, list[str]]:
+    """Registry -> registered names of the manager ``plugins()`` returns; empty registries
+    when the plugins cannot load (the form then offers free text and validation reports the
+    problem)."""
     from trainer.errors import TrainerError
     from trainer.validate import registered_names
     try:
-        return registered_names()
+        return registered_names(plugins())
     except TrainerError:
         return {}
 
@@ -143,11 +158,17 @@ def _class_doc(cls: type) -> str:
     return "" if doc.startswith(cls.__name__ + "(") else doc
 
 
-@functools.lru_cache(maxsize=1)
-def build_schema() -> dict[str, Any]:
-    """{"groups": [{id, title, help, fields: [...]}], "sections": {...}, "defaults": {...}}."""
+def build_schema(plugins: Plugins = default_plugins) -> dict[str, Any]:
+    """{"groups": [{id, title, help, fields: [...]}], "sections": {...}, "defaults": {...}},
+    with the choices of the registries of the manager ``plugins()`` returns."""
+    names = plugin_names(plugins)
+    return _schema(tuple(sorted((kind, tuple(found)) for kind, found in names.items())))
+
+
+@functools.lru_cache(maxsize=4)
+def _schema(registries: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
     inline = literal_choices()
-    plugins = plugin_names()
+    plugins = dict(registries)
     section_of = {key: name for name, keys in SECTIONS.items() for key in keys}
     top_hints = typing.get_type_hints(Config)
     groups = []
@@ -176,7 +197,8 @@ def build_schema() -> dict[str, Any]:
 
 
 def schema_keys() -> set[str]:
-    return {f["key"] for group in build_schema()["groups"] for f in group["fields"]}
+    """Every key the form shows (the same whatever the plugins register)."""
+    return {f["key"] for group in _schema(())["groups"] for f in group["fields"]}
 
 
 def config_keys(cls: type = Config, prefix: str = "") -> set[str]:

@@ -156,8 +156,9 @@ def train(config_path, dataset, run_dir: Path, epochs, seed, resume: bool, use_c
                        ("precision", precision), ("device", device)):
         if value is not None:
             overrides[f"train.{key}"] = value
+    from .plugins import PluginManager
     config = load_training_config(config_path, overrides)
-    result = run_training(config, run_dir, resume=resume)
+    result = run_training(config, run_dir, resume=resume, plugins=PluginManager())
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun the summary comes once, from rank 0
     click.echo(f"trained {result.epochs_run} epoch(s) in {result.seconds:.0f} s; best epoch "
@@ -171,7 +172,8 @@ def train(config_path, dataset, run_dir: Path, epochs, seed, resume: bool, use_c
 def export(run_dir: Path, out) -> None:
     """Export RUN_DIR's best checkpoint to ONNX (fp32 + int8) with a manifest."""
     from .export import export_run
-    folder, manifest = export_run(run_dir, out)
+    from .plugins import PluginManager
+    folder, manifest = export_run(run_dir, out, plugins=PluginManager())
     sizes = manifest.metrics["size_bytes"]
     int8 = (f"model.int8.onnx {sizes['model_int8'] / 1024:.0f} KB" if "model_int8" in sizes
             else "no model.int8.onnx (quantization moved the scores too far; see the warning)")
@@ -310,11 +312,13 @@ def config_validate(config_path) -> None:
     """Check a config's keys, types and values and its distillation teachers (files exist and
     load, architectures and feature settings match); list every problem with its key."""
     from .config import load_config
+    from .plugins import PluginManager
     from .teachers import inspect_teachers
-    from .validate import check_config
+    from .validate import check_config, registered_names
     config = load_config(config_path, check=False)  # unknown keys / wrong types raise here
-    teachers, teacher_problems = inspect_teachers(config)
-    problems = check_config(config) + teacher_problems  # the studio's Config panel runs the same
+    plugins = PluginManager()  # the one manager of this check: teachers and plugin names
+    teachers, teacher_problems = inspect_teachers(config, plugins.build_model)
+    problems = check_config(config, registered_names(plugins)) + teacher_problems  # as the studio's Config panel
     source = config_path or "defaults"
     if problems:
         raise click.ClickException(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))

@@ -35,7 +35,8 @@ from .errors import TrainerError
 from .features import LogMel
 from .loop import BEST, load_checkpoint
 from .model_card import write_model_card
-from .models import build_model, count_parameters
+from .models import count_parameters
+from .plugins import PluginManager
 from .provenance import training_provenance
 
 log = logging.getLogger(__name__)
@@ -186,12 +187,15 @@ def _quantize(model_path: Path, int8_path: Path, feats: np.ndarray, probs: np.nd
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
-               checkpoint: str = BEST) -> tuple[Path, Manifest]:
+               checkpoint: str = BEST, plugins: PluginManager | None = None) -> tuple[Path, Manifest]:
+    """Export RUN_DIR's CHECKPOINT to OUT_DIR (default RUN_DIR/export). ``plugins`` is the
+    run's manager, which rebuilds the model by its architecture's name (pass the one it was
+    trained with); None builds the default one (built-ins plus entry-point plugins)."""
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "export"
     ckpt = load_checkpoint(run_dir / checkpoint)
     config = config_from_dict(ckpt["config"], f"{run_dir / checkpoint} config")
-    model = build_model(config.model)
+    model = (plugins or PluginManager()).build_model(config.model)
     model.load_state_dict(ckpt["model"])
     model.eval()
     frontend = LogMel().eval()

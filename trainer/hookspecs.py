@@ -1,4 +1,5 @@
-"""The trainer's hook specifications: the contract between the trainer and its plugins.
+"""The trainer's hook specifications and the objects hooks receive: the contract between the
+trainer and its plugins.
 
 A plugin is any module or object with functions marked ``@hookimpl`` (``from trainer import
 hookimpl``) whose names and argument names match the specs below; it may implement any subset
@@ -6,14 +7,23 @@ and may accept fewer arguments than a spec offers. Registration hooks receive a
 ``register(name, factory)`` callback; config then picks components by name, and a name
 registered twice (by any two plugins) is a TrainerError. The trainer calls these hooks only
 through ``trainer.plugins.PluginManager``.
+
+The dataclasses below are what factories and lifecycle hooks are handed. They live here, with
+the specs, rather than in the manager, so that a plugin (built-in or third-party) imports the
+contract and never the manager that imports it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
+
+if TYPE_CHECKING:  # annotations only: `from trainer import hookimpl` must stay light
+    import numpy as np
+    import torch
 
 PROJECT = "hark"
 """The pluggy project name: markers of another project never match ours."""
@@ -22,6 +32,50 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 Register = Callable[[str, Callable[..., Any]], None]
+
+
+@dataclass
+class AugmentState:
+    """What lifecycle hooks change during a run and augmentations read on every batch."""
+
+    config: Any
+    """The run's AugmentConfig (schedules read their start and end ranges from it)."""
+    snr_db: tuple[float, float]
+    """Current (low, high) noise SNR range in dB; set by the SNR schedule at each epoch start."""
+
+
+@dataclass
+class AugmentContext:
+    """What an augmentation factory may use besides its config."""
+
+    state: AugmentState
+    background: list[np.ndarray] = field(default_factory=list)
+    """Background-noise clips (float32, 16 kHz) from the dataset's background/ folder."""
+    rir: list[Path] = field(default_factory=list)
+    """Impulse-response files in the dataset's rir/ folder (read by the reverb factory)."""
+
+
+@dataclass
+class DistillContext:
+    """What a distiller factory may use besides the config."""
+
+    build_model: Callable[[Any], torch.nn.Module]
+    """ModelConfig -> nn.Module through the run's architectures registry (teachers' own configs)."""
+
+
+@dataclass
+class DistillBatch:
+    """One training step as a distiller sees it (see register_distillers)."""
+
+    pcm: torch.Tensor
+    """float32 [B, samples] at 16 kHz, after waveform augmentation."""
+    features: torch.Tensor
+    """The student's input: log-mel [B, frames, mels] after feature augmentation."""
+    labels: torch.Tensor
+    """[B] float 0/1."""
+    epoch: int
+    """0-based."""
+    total_epochs: int
 
 
 @hookspec
@@ -48,28 +102,15 @@ def register_distillers(register: Register) -> None:
     distillation loss; ``distill.distiller`` picks one by name, and only when distill.mode
     resolves to single or dual. ``factory(config: Config, context: DistillContext)`` runs
     before the first training step; it loads its teachers (``context.build_model`` rebuilds
-    an architecture by name; ``trainer.teachers.load_teachers`` does the checked, frozen
-    loading) and raises TrainerError listing every problem with its config key. It returns a
+    an architecture by name through the run's manager; ``trainer.teachers.load_teachers(config,
+    context.build_model)`` does the checked, frozen loading) and raises TrainerError listing
+    every problem with its config key. It returns a
     callable ``(student_logits [B], hard_loss: scalar tensor, batch: DistillBatch) -> scalar
     loss tensor`` that replaces the hard-label loss for that step (so it decides the weighting).
     ``batch`` holds the step's pcm [B, samples] at 16 kHz after waveform augmentation, the
     student's input log-mel [B, frames, mels] after feature augmentation, labels [B] float 0/1,
     and the 0-based epoch and train.epochs (for schedules). Teachers must run in eval mode under
     ``torch.no_grad()``: only the student's parameters are in the optimizer."""
-
-
-@hookspec
-def register_miners(register: Register) -> None:
-    """Called once when the plugin manager is built. Call ``register(name, factory)`` per hard-
-    negative miner; ``factory(config)`` returns a callable ``(model, pools) -> list of float32
-    16 kHz clips`` to add to the negative pool."""
-
-
-@hookspec
-def register_synthesizers(register: Register) -> None:
-    """Called once when the plugin manager is built. Call ``register(name, factory)`` per data
-    synthesizer; ``factory(config)`` returns a callable ``(phrase: str, out: Path, count: int,
-    seed: int) -> list[Path]`` of 16 kHz mono WAV files written."""
 
 
 @hookspec

@@ -154,10 +154,13 @@ def _check_licence_clean(data_dir: Path, licence_clean: bool) -> None:
 
 def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fresh: bool = False,
             progress: bool = True, overrides: dict[str, Any] | None = None,
-            licence_clean: bool = False) -> dict[str, Any]:
+            licence_clean: bool = False, plugins: Any = None) -> dict[str, Any]:
+    """The whole job; ``plugins`` (a PluginManager, default: the default one) serves both
+    training and export, so the model is rebuilt by the manager that trained it."""
     from .config import load_config
     from .export import export_run
     from .loop import LAST, train
+    from .plugins import PluginManager
     from .synth.text import normalise_phrase
 
     phrase = normalise_phrase(phrase)
@@ -187,12 +190,13 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
                                        **(overrides or {})})
     resume = (run_dir / LAST).is_file()
     print(f"== 2/5 training {'(resuming) ' if resume else ''}in {run_dir}")
-    result = train(config, run_dir, resume=resume, progress=progress)
+    plugins = plugins or PluginManager()
+    result = train(config, run_dir, resume=resume, progress=progress, plugins=plugins)
     step("train", t0)
 
     t0 = time.monotonic()
     print("== 3/5 exporting to ONNX (fp32 + int8) with parity checks")
-    model_dir, manifest = export_run(run_dir)
+    model_dir, manifest = export_run(run_dir, plugins=plugins)
     step("export", t0)
 
     t0 = time.monotonic()

@@ -8,7 +8,10 @@ through the ``hark.plugins`` entry-point group. Environment:
   the module basenames, e.g. ``augment_noise``; third-party names are entry-point names).
   ``architectures`` is essential and cannot be blocked.
 
-The training loop calls hooks only through this facade, never ``pm.hook.x`` directly.
+One manager serves a whole run: the entry point (a `hark` command, the studio app, a
+benchmark) builds it once and passes it down to training, export, teacher loading and config
+checks, so a plugin registered on it (an inline object in a test, say) is seen by every step.
+Hooks are called only through this facade, never ``pm.hook.x`` directly.
 """
 
 from __future__ import annotations
@@ -16,12 +19,11 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pluggy
 import torch
 
@@ -29,6 +31,11 @@ from sentry.version import DISTRIBUTION
 
 from . import hookspecs
 from .errors import TrainerError
+from .hookspecs import AugmentContext, AugmentState, DistillBatch, DistillContext
+from .teachers import check_teachers
+
+__all__ = ["AugmentContext", "AugmentState", "Augmenter", "DistillBatch", "DistillContext",
+           "PluginInfo", "PluginManager"]
 
 ENTRY_POINT_GROUP = "hark.plugins"
 DISABLE_AUTOLOAD_ENV = "HARK_DISABLE_PLUGIN_AUTOLOAD"
@@ -40,52 +47,8 @@ ESSENTIAL_PLUGINS = ("architectures",)
 """Built-ins that cannot be blocked: without an architecture there is nothing to train (as
 pytest keeps its essential plugins). Blocking everything else leaves a plain trainer."""
 BUILTIN_PACKAGE = "plugins"
-REGISTRIES = ("augmentations", "architectures", "distillers", "miners", "synthesizers")
+REGISTRIES = ("augmentations", "architectures", "distillers")
 STAGES = ("waveform", "features")
-
-
-@dataclass
-class AugmentState:
-    """What lifecycle hooks change during a run and augmentations read on every batch."""
-
-    config: Any
-    """The run's AugmentConfig (schedules read their start and end ranges from it)."""
-    snr_db: tuple[float, float]
-    """Current (low, high) noise SNR range in dB; set by the SNR schedule at each epoch start."""
-
-
-@dataclass
-class AugmentContext:
-    """What an augmentation factory may use besides its config."""
-
-    state: AugmentState
-    background: list[np.ndarray] = field(default_factory=list)
-    """Background-noise clips (float32, 16 kHz) from the dataset's background/ folder."""
-    rir: list[Path] = field(default_factory=list)
-    """Impulse-response files in the dataset's rir/ folder (read by the reverb factory)."""
-
-
-@dataclass
-class DistillContext:
-    """What a distiller factory may use besides the config."""
-
-    build_model: Callable[[Any], torch.nn.Module]
-    """ModelConfig -> nn.Module through the architectures registry (teachers' own configs)."""
-
-
-@dataclass
-class DistillBatch:
-    """One training step as a distiller sees it (see hookspecs.register_distillers)."""
-
-    pcm: torch.Tensor
-    """float32 [B, samples] at 16 kHz, after waveform augmentation."""
-    features: torch.Tensor
-    """The student's input: log-mel [B, frames, mels] after feature augmentation."""
-    labels: torch.Tensor
-    """[B] float 0/1."""
-    epoch: int
-    """0-based."""
-    total_epochs: int
 
 
 @dataclass
@@ -232,8 +195,7 @@ class PluginManager:
     def build_distiller(self, config: Any) -> Callable[..., torch.Tensor] | None:
         """The distiller ``distill.distiller`` names, with its teachers loaded and checked, or
         None when distill.mode resolves to none. Call before the first training step."""
-        if config.distill.resolved_mode() == "none":
-            from .teachers import check_teachers  # a stray teacher path must not pass silently
+        if config.distill.resolved_mode() == "none":  # a stray teacher path must not pass silently
             problems = check_teachers(config, self.build_model)
             if problems:
                 raise TrainerError(f"{len(problems)} problem(s) with the distillation settings:\n  "

@@ -5,6 +5,10 @@ Every problem is collected with the config key that fixes it (``distill.teacher_
 ...``), so one `hark config validate` or one failed `hark train` lists them all. A teacher sees
 the student's log-mel input, so its checkpoint must record the same feature settings
 (``feature_settings()``, stored in every checkpoint by trainer/loop.py).
+
+A teacher's model is rebuilt by its architecture's name, so every function here takes the
+run's ``build_model`` (``PluginManager.build_model``): an architecture registered on that
+manager is found, and this module never builds a manager of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from .features import LOG_MEL_OFFSET, LOG_MEL_SCALE
 ROLES = ("teacher", "secondary_teacher")
 """Config key prefixes of the two teachers: ``distill.<role>_architecture`` / ``_model_path``."""
 TRAIN_HINT = "train one with `hark train --config configs/teacher_crnn.toml --run-dir RUN`"
+
+Builder = Callable[[ModelConfig], nn.Module]
+"""ModelConfig -> nn.Module by architecture name: the run's ``PluginManager.build_model``."""
 
 
 def feature_settings() -> dict[str, float]:
@@ -51,11 +58,6 @@ class Teacher:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def _default_builder() -> Callable[[ModelConfig], nn.Module]:
-    from .plugins import PluginManager  # plugins import trainer modules; import late
-    return PluginManager().build_model
-
-
 def _roles(distill: DistillConfig) -> tuple[list[str], list[str]]:
     """The teacher roles the mode uses, and mode/path disagreements (never silently ignored)."""
     mode = distill.resolved_mode()
@@ -78,8 +80,7 @@ def _roles(distill: DistillConfig) -> tuple[list[str], list[str]]:
     return wanted, problems
 
 
-def _load(role: str, distill: DistillConfig,
-          build_model: Callable[[ModelConfig], nn.Module]) -> tuple[Teacher | None, list[str]]:
+def _load(role: str, distill: DistillConfig, build_model: Builder) -> tuple[Teacher | None, list[str]]:
     """Load and check one teacher; (None, problems) when it cannot be used."""
     key = f"distill.{role}_model_path"
     arch_key = f"distill.{role}_architecture"
@@ -128,13 +129,11 @@ def _load(role: str, distill: DistillConfig,
     return Teacher(role, path, stored, model, config), []
 
 
-def inspect_teachers(config: Config, build_model: Callable[[ModelConfig], nn.Module] | None = None
-                     ) -> tuple[list[Teacher], list[str]]:
+def inspect_teachers(config: Config, build_model: Builder) -> tuple[list[Teacher], list[str]]:
     """The configured teachers (frozen) and every problem found, each naming its config key."""
     roles, problems = _roles(config.distill)
     teachers = []
     if roles:
-        build_model = build_model or _default_builder()
         for role in roles:
             if not getattr(config.distill, f"{role}_model_path"):
                 continue  # already reported by _roles
@@ -145,12 +144,12 @@ def inspect_teachers(config: Config, build_model: Callable[[ModelConfig], nn.Mod
     return teachers, problems
 
 
-def check_teachers(config: Config, build_model: Callable[[ModelConfig], nn.Module] | None = None) -> list[str]:
+def check_teachers(config: Config, build_model: Builder) -> list[str]:
     """Every teacher problem with its config key; empty when distillation can start."""
     return inspect_teachers(config, build_model)[1]
 
 
-def load_teachers(config: Config, build_model: Callable[[ModelConfig], nn.Module] | None = None) -> list[Teacher]:
+def load_teachers(config: Config, build_model: Builder) -> list[Teacher]:
     """The frozen teachers distill.mode asks for; a TrainerError listing all problems otherwise."""
     teachers, problems = inspect_teachers(config, build_model)
     if problems:

@@ -3,7 +3,7 @@
 fields. trainer.config.validate checks ranges and fixed choices; this adds the names that
 only the plugin registries know (architectures, distillers, augmentations).
 
-    problems = check_config(config)   # [] when `hark train` would accept its values
+    problems = check_config(config, registered_names(plugins))  # [] when `hark train` would accept it
 
 Teacher checkpoints are trainer.teachers.inspect_teachers's job (both callers run it after).
 """
@@ -11,8 +11,12 @@ Teacher checkpoints are trainer.teachers.inspect_teachers's job (both callers ru
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from .config import Config, validate
+
+if TYPE_CHECKING:
+    from .plugins import PluginManager
 
 PLUGIN_KEYS = {
     "model.architecture": "architectures",
@@ -24,12 +28,9 @@ PLUGIN_KEYS = {
 """Config keys that name a registered plugin component -> their registry (trainer.plugins)."""
 
 
-def registered_names(manager=None) -> dict[str, list[str]]:
-    """Registry -> sorted registered names, for the registries PLUGIN_KEYS uses. Builds a
-    PluginManager when none is given; a plugin that fails to load raises TrainerError."""
-    if manager is None:
-        from .plugins import PluginManager  # plugins import trainer modules (and torch): late
-        manager = PluginManager()
+def registered_names(manager: PluginManager) -> dict[str, list[str]]:
+    """Registry -> sorted registered names of the run's manager, for the registries
+    PLUGIN_KEYS uses."""
     return {kind: sorted(manager.registry(kind)) for kind in sorted(set(PLUGIN_KEYS.values()))}
 
 
@@ -50,7 +51,7 @@ def plugin_problems(config: Config, registries: Mapping[str, Iterable[str]]) -> 
     return problems
 
 
-def check_config(config: Config, registries: Mapping[str, Iterable[str]] | None = None) -> list[str]:
-    """Every value problem of CONFIG: trainer.config.validate's, then unknown plugin names
-    (against REGISTRIES, or the loaded plugins' when None)."""
-    return validate(config) + plugin_problems(config, registered_names() if registries is None else registries)
+def check_config(config: Config, registries: Mapping[str, Iterable[str]]) -> list[str]:
+    """Every value problem of CONFIG: trainer.config.validate's, then plugin names unknown
+    to REGISTRIES (registered_names of the run's manager)."""
+    return validate(config) + plugin_problems(config, registries)

@@ -135,13 +135,13 @@ def check_config(data: Any, studio: Studio) -> Report:
     except TrainerError as exc:
         return Report(None, parse_error(str(exc), BLOCKING_STAGE))
     config = absolute_teachers(config, studio.workspace)
-    problems = [e for line in check_values(config, plugin_names()) for e in parse_problem(line, "value")]
+    problems = [e for line in check_values(config, plugin_names(studio.plugins)) for e in parse_problem(line, "value")]
     outside, loadable = _confinement_problems(config, studio)
     outside_entries = [e for line in outside for e in parse_problem(line, "teacher")]
     problems += outside_entries
     try:
         from trainer.teachers import inspect_teachers
-        found, teacher_problems = inspect_teachers(loadable)
+        found, teacher_problems = inspect_teachers(loadable, studio.plugins().build_model)
     except TrainerError as exc:  # the plugins themselves failed to load
         found, teacher_problems = [], [str(exc)]
     # A blanked (outside) path would be reported again as "required": keep the first message.
@@ -201,7 +201,7 @@ def _body() -> dict[str, Any]:
 
 @bp.get("/schema")
 def schema():
-    return jsonify(build_schema())
+    return jsonify(build_schema(get_studio().plugins))
 
 
 @bp.post("/validate")

@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from torch import nn
 
 from plugins.augment_noise import measured_snr_db
+from sentry.constants import N_MELS
 from trainer import hookimpl
 from trainer.cli import main
 from trainer.errors import TrainerError
+from trainer.export import export_run
 from trainer.loop import LAST, METRICS_NAME, train
 from trainer.plugins import BLOCK_ENV, DEFAULT_PLUGINS, DISABLE_AUTOLOAD_ENV, ESSENTIAL_PLUGINS, PluginManager
 
@@ -54,6 +57,25 @@ class Probe:
 
         register("probe_before", Before)
         register("probe_after", After)
+
+
+class MeanPool(nn.Module):
+    """log-mel [B, frames, mels] -> logits [B]: the mean frame through one linear layer."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.head = nn.Linear(N_MELS, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features.mean(dim=1)).squeeze(-1)
+
+
+class MeanPoolPlugin:
+    """An inline plugin providing an architecture no installed plugin knows."""
+
+    @hookimpl
+    def register_architectures(self, register):
+        register("meanpool", MeanPool)
 
 
 @pytest.fixture(autouse=True)
@@ -130,3 +152,23 @@ def test_every_builtin_augmentation_runs_in_a_short_training(tiny_dataset, tmp_p
     result = train(config, tmp_path / "run", progress=False)
     row = json.loads((tmp_path / "run" / METRICS_NAME).read_text().splitlines()[0])
     assert result.epochs_run == 1 and np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"])
+
+
+def test_a_run_trained_with_an_inline_architecture_exports_with_the_same_manager(
+        tiny_dataset, tmp_path, make_config):
+    manager = PluginManager(autoload=False)
+    plugin = MeanPoolPlugin()
+    manager.register(plugin, "meanpool")
+    run = tmp_path / "run"
+    try:
+        config = make_config(tiny_dataset, **SHORT, **{"model.architecture": "meanpool", "train.epochs": 1})
+        train(config, run, progress=False, plugins=manager)
+        # A manager of its own (what export used to build) has never heard of the architecture.
+        with pytest.raises(TrainerError, match="unknown architecture 'meanpool'"):
+            export_run(run, tmp_path / "fresh")
+        folder, manifest = export_run(run, plugins=manager)
+    finally:
+        manager.unregister(plugin)
+    assert manifest.architecture == "meanpool" and manifest.parameters == N_MELS + 1
+    assert (folder / "model.onnx").is_file() and manifest.metrics["parity"]["model"]["max_abs_diff"] < 1e-3
+    assert "meanpool" not in manager.registry("architectures")

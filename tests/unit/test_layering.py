@@ -33,14 +33,8 @@ adds the command, so `hark` starts without Flask (trainer/cli.py, add_optional_c
 ALLOWED: set[tuple[str, str]] = set()
 """Known edges against the layering; none."""
 
-KNOWN_CYCLES = [
-    # teachers builds its own PluginManager to load teacher models, and the distill plugin
-    # (loaded by the manager) imports the manager's and teachers' types. The plugins branch
-    # (issue 22.5: one PluginManager per run, passed down) removes it; the lead deletes this
-    # entry when it merges.
-    {"plugins.distill", "trainer.plugins", "trainer.teachers"},
-]
-"""Known cycles another branch removes (a cycle within one of them counts as known)."""
+KNOWN_CYCLES: list[set[str]] = []
+"""Known cycles (a cycle within one of them counts as known): none."""
 
 
 def _module_name(path: Path) -> str:

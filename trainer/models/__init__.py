@@ -1,16 +1,13 @@
-"""Model architectures: built by name from the plugin registry (built-ins in plugins/)."""
+"""Model architectures: each an nn.Module plus the ModelConfig fields it reads.
+
+They are built by name through the run's plugin manager (``PluginManager.build_model``; the
+built-ins are registered by plugins/architectures.py), never from here: this package knows
+nothing of plugins.
+"""
 
 from __future__ import annotations
 
 from torch import nn
-
-from ..config import ModelConfig
-
-
-def build_model(config: ModelConfig) -> nn.Module:
-    """``config.architecture`` from the architectures registered by the loaded plugins."""
-    from ..plugins import PluginManager  # the manager imports plugins that import this package
-    return PluginManager().build_model(config)
 
 
 def count_parameters(model: nn.Module) -> int:

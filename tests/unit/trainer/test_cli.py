@@ -68,7 +68,7 @@ def test_train_takes_the_wake_word_from_the_dataset_manifest(tmp_path, monkeypat
     import trainer.loop
     seen = {}
 
-    def fake_training(config, run_dir, resume=False):  # records the resolved config only
+    def fake_training(config, run_dir, resume=False, plugins=None):  # records the resolved config only
         seen["wake_word"] = config.wake_word
         seen["seed"] = config.train.seed
         raise trainer.loop.TrainerError("stop here")

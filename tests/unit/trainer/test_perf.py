@@ -209,7 +209,7 @@ def test_train_flags_reach_the_config(tmp_path, monkeypatch):
     from trainer.cli import main
     seen = {}
 
-    def fake_training(config, run_dir, resume=False):  # records the resolved config only
+    def fake_training(config, run_dir, resume=False, plugins=None):  # records the resolved config only
         seen.update({k: getattr(config.train, k) for k in ("use_compile", "gradient_checkpointing",
                                                            "precision", "device")})
         raise trainer.loop.TrainerError("stop here")

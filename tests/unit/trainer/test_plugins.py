@@ -266,3 +266,41 @@ def test_entry_point_plugin_is_discovered_blockable_and_switchable(tmp_path, mon
     monkeypatch.delenv(DISABLE_AUTOLOAD_ENV)
     monkeypatch.setenv(BLOCK_ENV, "throwaway")
     assert "reverse" not in PluginManager().registry("augmentations")
+
+
+def _imported_modules(path) -> set[str]:
+    """Absolute names of the modules a source file imports (relative imports resolved)."""
+    import ast
+    from pathlib import Path
+
+    from trainer.plugins import BUILTIN_PACKAGE
+    root = Path(__import__(BUILTIN_PACKAGE).__file__).resolve().parents[1]
+    package = list(path.resolve().relative_to(root).parts[:-1])  # what `from .` means in PATH
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_nothing_the_manager_loads_imports_the_manager():
+    """The built-in plugins, the teachers and the models import the contract (hookspecs), never
+    trainer.plugins: the manager imports them, so the arrow runs one way (no cycle)."""
+    import importlib
+    from pathlib import Path
+
+    import trainer.hookspecs
+    import trainer.models
+    import trainer.teachers
+    files = [Path(importlib.import_module(f"plugins.{name}").__file__) for name in DEFAULT_PLUGINS]
+    files += [Path(trainer.teachers.__file__), Path(trainer.hookspecs.__file__)]
+    files += sorted(Path(trainer.models.__file__).parent.glob("*.py"))
+    offenders = {f"{f.parent.name}/{f.name}": sorted(m for m in _imported_modules(f) if m.startswith("trainer.plugins"))
+                 for f in files}
+    assert {name: found for name, found in offenders.items() if found} == {}
+    distill = Path(importlib.import_module("plugins.distill").__file__)
+    assert "trainer.hookspecs.DistillBatch" in _imported_modules(distill)  # the parser sees imports

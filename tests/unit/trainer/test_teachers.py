@@ -28,6 +28,11 @@ def _no_entry_points(monkeypatch):
     monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
 
 
+def build_model(model_config):
+    """The architectures of a fresh manager (what a run's manager hands the teacher checks)."""
+    return PluginManager(autoload=False).build_model(model_config)
+
+
 def write_teacher(path: Path, arch: str, *, features: dict | None = None, drop_features: bool = False,
                   **model) -> Path:
     """A real checkpoint as trainer/loop.py writes it, of an untrained tiny model."""
@@ -60,7 +65,7 @@ def test_every_checkpoint_records_the_feature_settings(tmp_path):
 @pytest.mark.parametrize("arch", ["crnn", "conformer"])
 def test_a_good_teacher_loads_frozen(tmp_path, arch):
     path = write_teacher(tmp_path / "t.pt", arch)
-    [teacher] = load_teachers(student(teacher_architecture=arch, teacher_model_path=str(path)))
+    [teacher] = load_teachers(student(teacher_architecture=arch, teacher_model_path=str(path)), build_model)
     assert teacher.architecture == arch and teacher.role == "teacher" and teacher.parameters > 0
     assert not teacher.model.training
     assert all(not p.requires_grad for p in teacher.model.parameters())
@@ -70,12 +75,12 @@ def test_a_good_teacher_loads_frozen(tmp_path, arch):
 
 
 def test_no_teacher_configured_is_no_problem():
-    assert check_teachers(student()) == []
+    assert check_teachers(student(), build_model) == []
 
 
 def test_missing_teacher_file(tmp_path):
     problems = check_teachers(student(teacher_architecture="crnn",
-                                      teacher_model_path=str(tmp_path / "absent.pt")))
+                                      teacher_model_path=str(tmp_path / "absent.pt")), build_model)
     assert len(problems) == 1
     assert problems[0].startswith("distill.teacher_model_path:") and "no such file" in problems[0]
 
@@ -83,7 +88,7 @@ def test_missing_teacher_file(tmp_path):
 def test_corrupt_teacher_file(tmp_path):
     path = write_teacher(tmp_path / "corrupt.pt", "crnn")
     path.write_bytes(path.read_bytes()[:2000])  # a copy cut off mid-transfer
-    [problem] = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)))
+    [problem] = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)), build_model)
     assert problem.startswith("distill.teacher_model_path:") and "not a readable checkpoint" in problem
 
 
@@ -94,27 +99,27 @@ class Payload:
 def test_a_checkpoint_holding_arbitrary_objects_is_refused(tmp_path):
     path = tmp_path / "pickle.pt"
     torch.save({"model": {}, "config": {}, "payload": Payload()}, path)
-    [problem] = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)))
+    [problem] = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)), build_model)
     assert "not a readable checkpoint" in problem  # weights_only=True would not unpickle it
 
 
 def test_a_file_that_is_not_a_hark_checkpoint(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(3)}, path)
-    [problem] = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)))
+    [problem] = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)), build_model)
     assert "not a hark checkpoint" in problem
 
 
 def test_architecture_mismatch_names_the_architecture_key(tmp_path):
     path = write_teacher(tmp_path / "t.pt", "crnn")
-    [problem] = check_teachers(student(teacher_architecture="conformer", teacher_model_path=str(path)))
+    [problem] = check_teachers(student(teacher_architecture="conformer", teacher_model_path=str(path)), build_model)
     assert problem.startswith("distill.teacher_architecture:")
     assert "'conformer' configured" in problem and "'crnn' model" in problem
 
 
 def test_teacher_trained_on_other_mel_settings(tmp_path):
     path = write_teacher(tmp_path / "t.pt", "crnn", features={"n_mels": 64, "hop_samples": 320})
-    problems = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)))
+    problems = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)), build_model)
     assert len(problems) == 2
     assert all(p.startswith("distill.teacher_model_path:") for p in problems)
     assert any("n_mels = 64" in p and "uses 40" in p for p in problems)
@@ -123,7 +128,7 @@ def test_teacher_trained_on_other_mel_settings(tmp_path):
 
 def test_teacher_without_recorded_feature_settings(tmp_path):
     path = write_teacher(tmp_path / "t.pt", "crnn", drop_features=True)
-    [problem] = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)))
+    [problem] = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)), build_model)
     assert "records no feature settings" in problem
 
 
@@ -132,13 +137,14 @@ def test_weights_that_do_not_fit_their_own_config(tmp_path):
     ckpt = torch.load(path, weights_only=True)
     ckpt["config"]["model"]["rnn_hidden"] = 12  # the weights were saved with 8
     torch.save(ckpt, path)
-    [problem] = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)))
+    [problem] = check_teachers(student(teacher_architecture="crnn", teacher_model_path=str(path)), build_model)
     assert problem.startswith("distill.teacher_model_path:") and "do not fit" in problem
 
 
 def test_dual_mode_with_one_teacher(tmp_path):
     path = write_teacher(tmp_path / "t.pt", "crnn")
-    problems = check_teachers(student(mode="dual", teacher_architecture="crnn", teacher_model_path=str(path)))
+    problems = check_teachers(student(mode="dual", teacher_architecture="crnn", teacher_model_path=str(path)),
+                              build_model)
     keys = sorted(p.split(":")[0] for p in problems)
     assert keys == ["distill.secondary_teacher_architecture", "distill.secondary_teacher_model_path"]
     assert any("dual mode needs both teachers" in p for p in problems)
@@ -147,7 +153,7 @@ def test_dual_mode_with_one_teacher(tmp_path):
 def test_a_secondary_teacher_alone_is_not_silently_dual(tmp_path):
     path = write_teacher(tmp_path / "t.pt", "crnn")
     problems = check_teachers(student(secondary_teacher_architecture="crnn",
-                                      secondary_teacher_model_path=str(path)))
+                                      secondary_teacher_model_path=str(path)), build_model)
     assert any(p.startswith("distill.teacher_model_path: required") for p in problems)
 
 
@@ -157,7 +163,7 @@ def test_a_teacher_the_mode_would_ignore_is_an_error(tmp_path, mode, key):
     path = str(write_teacher(tmp_path / "t.pt", "crnn"))
     problems = check_teachers(student(mode=mode, teacher_architecture="crnn", teacher_model_path=path,
                                       secondary_teacher_architecture="crnn",
-                                      secondary_teacher_model_path=path))
+                                      secondary_teacher_model_path=path), build_model)
     assert [p for p in problems if p.startswith(key)], problems
     assert any("would be ignored" in p for p in problems)
 
@@ -168,7 +174,7 @@ def test_all_problems_are_reported_together(tmp_path):
                      secondary_teacher_architecture="crnn",
                      secondary_teacher_model_path=str(tmp_path / "absent.pt"))
     with pytest.raises(TrainerError) as info:
-        load_teachers(config)
+        load_teachers(config, build_model)
     message = str(info.value)
     assert "3 problem(s)" in message
     assert "distill.teacher_architecture:" in message and "n_mels = 64" in message

@@ -109,11 +109,20 @@ def server(judge_model: Path, judge_spec, tmp_path) -> JudgeServer:
 
 def test_a_full_judge_answers_503_at_once_and_sheds_slow_clients(server, judge_spec):
     crowd = Tricklers(server.port, SLOW_SOCKETS)
+    top_up: list[Tricklers] = []
     try:
         # The connections beyond the limit are answered 503 and closed, not left waiting
         # (one more may be, if the server has not yet seen the readiness probe's close).
         assert crowd.wait(lambda: crowd.refused() >= SLOW_SOCKETS - MAX_CONNECTIONS, ANSWER_WAIT_S), \
             [r[:40] for r in crowd.received]
+        # If the readiness probe's connection was still open when the crowd came, one more
+        # trickler was refused and its slot frees later: top the crowd up until a newcomer
+        # is refused, so the judge is full when /healthz is asked.
+        for _ in range(3):
+            extra = Tricklers(server.port, 1)
+            top_up.append(extra)
+            if extra.wait(lambda: extra.refused() == 1, 1.0):
+                break
         status, body = _http_get(server.port, "/healthz")
         assert status == 503 and body["error"]["code"] == "server_full"
         assert "--max-connections" in body["error"]["message"]
@@ -125,6 +134,8 @@ def test_a_full_judge_answers_503_at_once_and_sheds_slow_clients(server, judge_s
         assert crowd.refused() <= SLOW_SOCKETS - MAX_CONNECTIONS + 1
     finally:
         crowd.close()
+        for extra in top_up:
+            extra.close()
     assert _http_get(server.port, "/healthz") == (200, {"status": "ok"})
     clip = judge_spec.make_clip(3.0, (1.4, 3.0))
     verdict = JudgeClient(server.url, judge_spec.key, retries=0, timeout_s=10).verify(encode_wav(clip))

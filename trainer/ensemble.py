@@ -10,8 +10,9 @@ much of that. The ensemble is an ordinary exported folder, so the judge, the sen
   model.onnx     one graph that runs every member's classifier on the same features and
                  averages their probabilities (ONNX Mean)
   manifest.json  the members' geometry, threshold (default: the mean of theirs; run
-                 `hark eval` on the ensemble to choose one on your eval set), and where each
-                 member came from
+                 `hark eval` on the ensemble to choose one on your eval set), where each
+                 member came from, and their training data's provenance
+  MODEL_CARD.md  as `hark export` writes it
 
 Cost: N classifiers per window on one set of features; the features, most of a judge
 request's work for a sentry-sized model, are computed once.
@@ -37,6 +38,8 @@ from sentry.scoring import require_graphs
 
 from .errors import TrainerError
 from .export import FILES, FP32_TOLERANCE, check_parity, cpu_session
+from .model_card import write_model_card
+from .provenance import ensemble_provenance
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +182,10 @@ def build_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *,
         files=files,
         metrics={"ensemble": members, "parity": {"model": parity},
                  "size_bytes": {role: os.path.getsize(out / name) for role, name in files.items()}},
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        provenance=ensemble_provenance([m.provenance for m in manifests]))
     manifest.write(out)
+    write_model_card(out)  # an ensemble is an exported folder: it says what it was trained on
     log.info("ensemble of %d models written to %s (max |mean - graph| %.1e)", len(manifests), out,
              parity["max_abs_diff"])
     return out, manifest

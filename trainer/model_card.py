@@ -9,11 +9,10 @@ sets' own manifest: the card states what was measured and says where nothing was
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from sentry.files import write_text_atomic
 from sentry.manifest import Manifest, load_manifest
 
 CARD_NAME = "MODEL_CARD.md"
@@ -188,11 +187,4 @@ def write_model_card(model_dir: str | Path, eval_root: str | Path | None = None)
     """(Re)write MODEL_CARD.md from the folder's manifest.json, atomically; returns its path."""
     model_dir = Path(model_dir)
     text = render_card(load_manifest(model_dir), Path(eval_root) if eval_root else None)
-    fd, tmp = tempfile.mkstemp(prefix=".card.", suffix=".md", dir=model_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    path = model_dir / CARD_NAME
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(model_dir / CARD_NAME, text)

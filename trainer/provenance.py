@@ -21,7 +21,7 @@ import importlib.metadata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from trainer.dataset import MANIFEST, USER_ENGINE, Dataset, read_manifest
 
@@ -235,6 +235,37 @@ def training_provenance(dataset: Dataset, augment: Any) -> dict[str, Any]:
             "licence_clean": bool(recorded.get("licence_clean", False)),
             "engines": engines, "other_sources": others, "noise": noise, "reverb": reverb,
             "commercial_use": _overall(engines, others, noise, reverb)}
+
+
+def ensemble_provenance(members: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The ``provenance`` of an ensemble (trainer.ensemble): its members' training data.
+    Members trained on one dataset (`hark train --seed N` runs) record the same provenance,
+    which the ensemble keeps. Members of different data are merged: engines by name with their
+    clips added (voices: the most any member heard, a lower bound), every dataset listed, other
+    sources concatenated, licence-clean only when every member is. {} when a member recorded
+    none (exported before provenance was): nothing is then known of its data."""
+    if not members or not all(members):
+        return {}
+    first = dict(members[0])
+    if all(member == first for member in members):
+        return {**first, "ensemble_members": len(members)}
+    engines: dict[str, dict[str, Any]] = {}
+    for member in members:
+        for entry in member.get("engines", []):
+            merged = engines.setdefault(entry["engine"], {**entry, "voices": 0, "clips": 0})
+            merged["voices"] = max(merged["voices"], entry.get("voices", 0))
+            merged["clips"] += entry.get("clips", 0)
+    others = [source for member in members for source in member.get("other_sources", [])]
+    datasets = [member.get("dataset", {}) for member in members]
+    noise, reverb = first.get("noise", {}), first.get("reverb", {})
+    return {**first, "ensemble_members": len(members),
+            "dataset": {"path": "; ".join(sorted({str(d.get("path", "?")) for d in datasets})),
+                        "phrase": datasets[0].get("phrase"), "manifest_sha256": None,
+                        "synthesized_with_hark": datasets[0].get("synthesized_with_hark", "")},
+            "datasets": datasets,
+            "licence_clean": all(member.get("licence_clean", False) for member in members),
+            "engines": list(engines.values()), "other_sources": others,
+            "commercial_use": _overall(list(engines.values()), others, noise, reverb)}
 
 
 def _overall(engines: list[dict], others: list[dict], noise: dict, reverb: dict) -> str:

@@ -58,8 +58,13 @@ def test_the_manifest_says_what_it_holds(ensemble_dir, exported, second):
     member = [json.loads((d / "manifest.json").read_text()) for d in (exported, second)]
     assert manifest["wake_word"] == "hey jarvis"
     assert set(manifest["files"]) == {"features", "model"}
-    assert sorted(p.name for p in ensemble_dir.iterdir()) == ["features.onnx", "manifest.json",
-                                                              "model.onnx"]
+    assert sorted(p.name for p in ensemble_dir.iterdir()) == ["MODEL_CARD.md", "features.onnx",
+                                                              "manifest.json", "model.onnx"]
+    # Members of one dataset: the ensemble keeps their provenance, and its card says so.
+    assert member[0]["provenance"] and member[0]["provenance"] == member[1]["provenance"]
+    assert manifest["provenance"] == {**member[0]["provenance"], "ensemble_members": 2}
+    card = (ensemble_dir / "MODEL_CARD.md").read_text()
+    assert "hey jarvis" in card and member[0]["provenance"]["engines"][0]["name"] in card
     assert manifest["parameters"] == sum(m["parameters"] for m in member)
     assert manifest["threshold"] == pytest.approx(np.mean([m["threshold"] for m in member]))
     assert [m["source"] for m in manifest["metrics"]["ensemble"]] == [str(exported.resolve()),

@@ -170,3 +170,36 @@ def test_cli_licence_clean_with_dectalk_is_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--engine dectalk with --licence-clean" in result.output and not out.exists()
     assert "--licence-clean" in CliRunner().invoke(main, ["run", "--help"]).output
+
+
+def test_an_ensemble_of_one_dataset_keeps_its_members_provenance():
+    from trainer.provenance import ensemble_provenance
+    member = {"dataset": {"path": "/d/hj", "phrase": "hey jarvis", "manifest_sha256": "ab"},
+              "licence_clean": True, "engines": [{"engine": "espeak", "name": "espeak-ng",
+                                                  "licence": "GPL", "voices": 10, "clips": 100}]}
+    assert ensemble_provenance([member, dict(member)]) == {**member, "ensemble_members": 2}
+    assert ensemble_provenance([member, {}]) == {}  # a member exported before provenance
+
+
+def test_an_ensemble_of_different_data_merges_engines_and_is_clean_only_if_all_are():
+    from trainer.provenance import ENGINES, ensemble_provenance
+
+    def engine(name: str, voices: int, clips: int) -> dict:
+        info = ENGINES[name]
+        return {"engine": name, "name": info.name, "licence": info.licence,
+                "commercial_output": info.commercial_output, "voices": voices, "clips": clips}
+
+    clean = {"dataset": {"path": "/d/a", "phrase": "hey jarvis", "manifest_sha256": "aa"},
+             "licence_clean": True, "engines": [engine("espeak", 10, 100), engine("pico", 2, 30)],
+             "other_sources": []}
+    full = {"dataset": {"path": "/d/b", "phrase": "hey jarvis", "manifest_sha256": "bb"},
+            "licence_clean": False, "engines": [engine("espeak", 12, 90), engine("dectalk", 27, 40)],
+            "other_sources": [{"name": "files added by hand", "licence": "yours", "clips": 3}]}
+    merged = ensemble_provenance([clean, full])
+    assert merged["ensemble_members"] == 2 and merged["licence_clean"] is False
+    by_engine = {e["engine"]: (e["voices"], e["clips"]) for e in merged["engines"]}
+    assert by_engine == {"espeak": (12, 190), "pico": (2, 30), "dectalk": (27, 40)}
+    assert merged["dataset"]["path"] == "/d/a; /d/b" and merged["dataset"]["manifest_sha256"] is None
+    assert [d["manifest_sha256"] for d in merged["datasets"]] == ["aa", "bb"]
+    assert merged["other_sources"] == full["other_sources"]
+    assert "files added by hand" in merged["commercial_use"]

@@ -71,13 +71,17 @@ QUICK = {"fuzz": 300, "load": 1000, "clients": 8, "slow_sockets": 40, "max_conne
 RUNS = ("fuzz", "load", "slow-client", "slow-judge", "miner")
 
 
-def _fixture():
-    """The judge tests' closed-form model builder (features, classifier and clip graphs)."""
-    path = REPO_ROOT / "tests" / "unit" / "judge" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("hark_bench_judge_fixture", path)
+def _test_module(relative: str, name: str):
+    """A module of the test suite, loaded from its file (tests/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / relative)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _fixture():
+    """The judge tests' closed-form model builder (features, classifier and clip graphs)."""
+    return _test_module("tests/unit/judge/conftest.py", "hark_bench_judge_fixture")
 
 
 class Judge:
@@ -346,43 +350,8 @@ def slow_client_run(model: Path, n_sockets: int, max_connections: int, clip: byt
 
 # ------------------------------------------------------------------ slow judge
 
-class TrickleJudge:
-    """A loopback 'judge' that reads the request, then sends an endless header a byte
-    every `every_s` seconds."""
-
-    def __init__(self, every_s: float = 0.2) -> None:
-        self.every_s = every_s
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.connections = 0
-        self.stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
-
-    def _trickle(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(65536)
-                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
-                    if self.stop.is_set():
-                        return
-                    conn.sendall(bytes([byte]))
-                    time.sleep(self.every_s)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
+TRICKLE_EVERY_S = 0.2
+"""Seconds between the trickling judge's bytes."""
 
 
 def slow_judge_run(model: Path, calls: int, wake_words: int, fixture) -> dict:
@@ -390,7 +359,9 @@ def slow_judge_run(model: Path, calls: int, wake_words: int, fixture) -> dict:
     from sentry.detector import Detector
     from sentry.judge_gate import JudgeGate
 
-    trickle = TrickleJudge()
+    # The client tests' judge that reads the request, then trickles an endless header.
+    trickle = _test_module("tests/unit/sentry/test_judge_deadline.py",
+                           "hark_bench_trickle").TrickleJudge(every_s=TRICKLE_EVERY_S)
     try:
         client = JudgeClient(trickle.url, timeout_s=1.0, retries=0, breaker_failures=10**6)
         durations = []

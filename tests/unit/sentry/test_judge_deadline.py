@@ -37,9 +37,11 @@ BURSTS_S = [1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0]
 
 class TrickleJudge:
     """Accepts connections on 127.0.0.1, reads the request, then sends a 200 status
-    line and a header that never ends, one byte every TRICKLE_EVERY_S seconds."""
+    line and a header that never ends, one byte every `every_s` seconds for `for_s`
+    seconds (benchmarks/reliability.py runs it too)."""
 
-    def __init__(self) -> None:
+    def __init__(self, every_s: float = TRICKLE_EVERY_S, for_s: float = TRICKLE_FOR_S) -> None:
+        self.every_s, self.for_s = every_s, for_s
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.05)
         self.connections = 0
@@ -66,12 +68,12 @@ class TrickleJudge:
             try:
                 conn.recv(65536)  # the request (its head at least); its content is not needed
                 answer = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000
-                ends = time.monotonic() + TRICKLE_FOR_S
+                ends = time.monotonic() + self.for_s
                 for byte in answer:
                     if self.stop.is_set() or time.monotonic() > ends:
                         return
                     conn.sendall(bytes([byte]))
-                    time.sleep(TRICKLE_EVERY_S)
+                    time.sleep(self.every_s)
             except OSError:  # the client gave up: what the tests want
                 return
 

@@ -240,12 +240,18 @@ def evaluate(legacy_model, model_dir, eval_root: Path, target_fa: float, int8: b
 @click.option("--licence-clean", "--license-clean", "licence_clean", is_flag=True,
               help="Synthesize only with engines whose licences allow commercial use of their "
                    "output (as `hark synth --licence-clean`).")
+@click.option("--quick", is_flag=True,
+              help="One training round and no judge (about a third of the time; misses more "
+                   "and fires more: see README).")
 @_fail_cleanly
-def run(phrase: str, workdir: Path, config_path, fresh: bool, licence_clean: bool) -> None:
-    """The whole job: synthesize, train, export, evaluate, and scan a test recording."""
-    from .pipeline import run_all
+def run(phrase: str, workdir: Path, config_path, fresh: bool, licence_clean: bool,
+        quick: bool) -> None:
+    """The whole job: synthesize; train; mine the model's false accepts from hours of negative
+    speech in the training voices and train again (the sentry); ensemble both rounds (the
+    judge); evaluate both, choosing thresholds on the calibration set; scan a test recording."""
+    from .pipeline import QUICK, Recipe, run_all
     summary = run_all(phrase, workdir, config_path=config_path, fresh=fresh,
-                      licence_clean=licence_clean)
+                      licence_clean=licence_clean, recipe=QUICK if quick else Recipe())
     click.echo(json.dumps(summary, indent=2))
 
 

@@ -1,4 +1,4 @@
-"""The main job, step by step: synthesize -> train -> export -> evaluate -> scan.
+"""The main job, step by step: synthesize -> train -> mine -> train -> export -> evaluate -> scan.
 
 `hark run` calls `run_all`; each step is also its own CLI command. Steps whose output
 already exists are reused, so an interrupted job picks up where it stopped.
@@ -10,18 +10,20 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sentry.constants import SAMPLE_RATE
+from sentry.files import write_text_atomic
 from sentry.manifest import load_manifest
 
 from .audio import load_audio, write_wav
 from .errors import TrainerError
 from .evaluate import POSITIVE_DIR, EvalSet, evaluate_model_dir, match_detections, write_report
-from .thresholds import DEFAULT_TARGET_FA_PER_HOUR, choose_threshold, row_at
+from .thresholds import DEFAULT_TARGET_FA_PER_HOUR, HELD_OUT_SETS, choose_threshold, row_at
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,13 @@ def evaluate_and_report(model_dir: Path, eval_root: Path, *,
             "negative_hours": report.negative_hours, "frr_at_0.5_fa_h": report.frr_at_fa.get("0.5"),
             "frr_at_1_fa_h": report.frr_at_fa.get("1.0")}
     print_eval_table(summary["sets"])
+    picked = summary["sets"].get(summary["threshold_chosen_on"], {})
+    for name in (n for n in summary["sets"] if n in HELD_OUT_SETS):
+        s = summary["sets"][name]
+        print(f"promise <= {target_fa:g} FA/h (on '{summary['threshold_chosen_on']}': "
+              f"{picked.get('fa_per_hour', float('nan')):.2f} FA/h, FRR "
+              f"{100 * picked.get('frr', float('nan')):.1f}%); measured on '{name}', never used to "
+              f"choose: {s['fa_per_hour']:.2f} FA/h, FRR {100 * s['frr']:.1f}%")
     print(f"report: {json_path}\nDET curve: {png_path}")
     if update_manifest:
         from .model_card import write_model_card
@@ -108,10 +117,10 @@ def print_eval_table(sets: dict[str, dict[str, Any]]) -> None:
     """One row per eval set: FRR and FA/h at the shipped threshold, best FRR at 0.5 / 1 FA/h."""
     def pct(value: float | None) -> str:
         return "n/a" if value is None else f"{100 * value:.1f}%"
-    print(f"{'set':<10} {'positives':>9} {'neg hours':>9} {'FRR':>7} {'FA/h':>7} "
+    print(f"{'set':<17} {'positives':>9} {'neg hours':>9} {'FRR':>7} {'FA/h':>7} "
           f"{'FRR@<=0.5FA/h':>14} {'FRR@<=1FA/h':>12}")
     for name, s in sets.items():
-        print(f"{name:<10} {s['n_positive']:>9} {s['negative_hours']:>9.2f} {pct(s['frr']):>7} "
+        print(f"{name:<17} {s['n_positive']:>9} {s['negative_hours']:>9.2f} {pct(s['frr']):>7} "
               f"{s['fa_per_hour']:>7.2f} {pct(s['frr_at_0.5_fa_h']):>14} {pct(s['frr_at_1_fa_h']):>12}")
 
 
@@ -140,6 +149,19 @@ def make_demo_recording(eval_set: Path, out_wav: Path, seed: int = 0) -> list[tu
     return regions
 
 
+def _complete_eval_sets(data_dir: Path, progress: bool) -> None:
+    """Add the eval sets a dataset made before them lacks: the calibration set (it chooses
+    the threshold) and the held-out voices' wake words inside sentences."""
+    from .synth.evalsets import synthesize_calibration_set, synthesize_sentence_set
+    eval_root = data_dir / "eval"
+    if not (eval_root / "calib" / "negative_stream.wav").is_file():
+        print("   adding the calibration set (validation voices of the training engines)")
+        synthesize_calibration_set(data_dir, progress=progress)
+    if not (eval_root / "heldout_sentence" / "positive").is_dir():
+        print("   adding the held-out in-sentence wake words")
+        synthesize_sentence_set(data_dir, progress=progress)
+
+
 def _check_licence_clean(data_dir: Path, licence_clean: bool) -> None:
     """A reused dataset must have been synthesized as licence-clean as this run asks."""
     from .dataset import read_manifest
@@ -152,11 +174,144 @@ def _check_licence_clean(data_dir: Path, licence_clean: bool) -> None:
                            f"{'add' if recorded else 'drop'} --licence-clean")
 
 
+RECIPE_FILE = "recipe.json"
+"""What trained a run folder (recipe name and sizes): a rerun with another recipe refuses
+to resume it rather than mix two recipes in one model."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How `hark run` trains. The default ("mined"): a first round, its false accepts mined
+    from hours of negative speech in the training voices, a second round that learns them
+    (the shipped sentry), and the ensemble of both rounds as the judge. "quick": one round."""
+
+    name: str = "mined"
+    round1_epochs: int = 8
+    """Epochs of the first round (its model only mines, and joins the judge)."""
+    mine_minutes: float = 360.0
+    """Minutes of negative speech in the training voices mined for false accepts."""
+    mine_stream_minutes: float = 60.0
+    """Minutes per stream file (the stream is written, mined and deleted file by file)."""
+    mine_threshold: float = 0.3
+    """Smoothed score at which the first round's activations count as false accepts."""
+    judge_target_fa_per_hour: float = 0.1
+    """False accepts per hour the cascade may reach on the calibration set."""
+
+    @property
+    def mined(self) -> bool:
+        return self.name == "mined"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) if self.mined else {"name": self.name}
+
+
+QUICK = Recipe(name="quick")
+
+
+def _claim_run_dir(run_dir: Path, recipe: Recipe) -> None:
+    """Record the recipe in a new run folder; refuse one another recipe trained."""
+    from .loop import LAST
+    marker = run_dir / RECIPE_FILE
+    wanted = recipe.to_dict()
+    if marker.is_file():
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    elif (run_dir / LAST).is_file():
+        recorded = QUICK.to_dict()  # run folders made before recipes were recorded: one round
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(marker, json.dumps(wanted, indent=1))
+        return
+    if recorded != wanted:
+        other = "--quick" if recorded.get("name") == "quick" else "the default recipe"
+        raise TrainerError(f"{run_dir} was trained by another recipe ({recorded}), this run asks "
+                           f"for {wanted}. Fix: add --fresh to start again, or rerun with {other}")
+
+
+def _mine_round(data_dir: Path, run_dir: Path, model_dir: Path, recipe: Recipe,
+                progress: bool) -> dict[str, Any]:
+    """Mine the first round's false accepts from negative streams in the training voices into
+    the dataset (hard_negative/mined/); resumable, and a finished round is not redone."""
+    from .mining.feedback import mine_false_accepts
+    from .synth.evalsets import synthesize_training_stream
+    folder = run_dir / "mining"
+    done = folder / "done.json"
+    if done.is_file():
+        result = json.loads(done.read_text(encoding="utf-8"))
+        print(f"   reusing the mining round: {result['confirmed']} false accepts in the dataset")
+        return result
+    folder.mkdir(parents=True, exist_ok=True)
+    n_files = max(1, int(np.ceil(recipe.mine_minutes / recipe.mine_stream_minutes)))
+    minutes = recipe.mine_minutes / n_files
+    totals: dict[str, Any] = {"confirmed": 0, "hits": 0, "audio_s": 0.0, "streams": n_files}
+    for k in range(n_files):
+        session = folder / f"round1_{k:02d}.json"
+        stream = folder / f"stream_{k:02d}.wav"
+        if not session.is_file():
+            partial = stream.with_suffix(".partial.wav")
+            synthesize_training_stream(data_dir, partial, minutes=minutes, seed=1000 + k,
+                                       progress=progress)
+            partial.replace(stream)
+        counts = mine_false_accepts(session, model_dir, [stream], data_dir,
+                                    threshold=recipe.mine_threshold, progress=progress)
+        stream.unlink(missing_ok=True)  # ~115 MB an hour; the hits' clips stay in the dataset
+        for key in ("confirmed", "hits", "audio_s"):
+            totals[key] += counts[key]
+        totals["threshold"] = counts["threshold"]
+    print(f"   {totals['confirmed']} false accepts in {totals['audio_s'] / 3600:.1f} h of negative "
+          f"speech now in {data_dir / 'hard_negative' / 'mined'}")
+    write_text_atomic(done, json.dumps(totals, indent=1))
+    return totals
+
+
+def _judge_threshold(reports: list[Any], target: float) -> dict[str, Any]:
+    """The judge threshold chosen on the cascade's calibration sweep (as the sentry's)."""
+    sweeps = {r.name: [{**row, "threshold": row["judge_threshold"]} for row in r.judge_sweep]
+              for r in reports}
+    return choose_threshold(sweeps, target)
+
+
+def evaluate_cascade_and_report(sentry_dir: Path, judge_dir: Path, eval_root: Path, *,
+                                target_fa: float, progress: bool = True) -> dict[str, Any]:
+    """Sentry (at its shipped threshold) + judge on every set; the judge's threshold is
+    chosen on the calibration set for <= `target_fa` FA/h and stored in its manifest."""
+    from .cascade import evaluate_cascade, write_cascade_report
+    reports = evaluate_cascade(sentry_dir, eval_root, judge_dir=judge_dir, progress=progress)
+    chosen = _judge_threshold(reports, target_fa)
+    threshold = float(chosen["threshold"])
+    sets = {}
+    for r in reports:
+        row = row_at(r.judge_sweep, threshold, key="judge_threshold")
+        sets[r.name] = {"n_positive": r.n_positive, "negative_hours": r.negative_hours,
+                        "sentry_frr": r.sentry.frr, "sentry_fa_per_hour": r.sentry.fa_per_hour,
+                        "frr": row["frr"], "fa_per_hour": row["fa_per_hour"],
+                        "false_accepts": row["false_accepts"]}
+    path = write_cascade_report(reports, judge_dir / "cascade_report.json",
+                                {"sentry": str(sentry_dir), "judge": str(judge_dir),
+                                 "judge_threshold": threshold, "chosen_on": chosen["chosen_on"],
+                                 "target_fa_per_hour": target_fa})
+    manifest = load_manifest(judge_dir)
+    manifest.threshold = threshold
+    manifest.metrics["cascade"] = {"threshold": threshold, "chosen_on": chosen["chosen_on"],
+                                   "target_fa_per_hour": target_fa, "sets": sets, "report": str(path)}
+    manifest.write(judge_dir)
+    print(f"\njudge threshold {threshold:.3f} (chosen on '{chosen['chosen_on']}' for the cascade at "
+          f"<= {target_fa} FA/h)")
+    print(f"{'set':<17} {'sentry FRR':>10} {'FA/h':>6} | {'cascade FRR':>11} {'FA/h':>6}")
+    for name, s in sets.items():
+        print(f"{name:<17} {100 * s['sentry_frr']:>9.1f}% {s['sentry_fa_per_hour']:>6.2f} | "
+              f"{100 * s['frr']:>10.1f}% {s['fa_per_hour']:>6.2f}")
+    return {"threshold": threshold, "chosen_on": chosen["chosen_on"], "sets": sets,
+            "report": str(path)}
+
+
 def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fresh: bool = False,
             progress: bool = True, overrides: dict[str, Any] | None = None,
-            licence_clean: bool = False, plugins: Any = None) -> dict[str, Any]:
+            licence_clean: bool = False, plugins: Any = None,
+            recipe: Recipe = Recipe()) -> dict[str, Any]:
     """The whole job; ``plugins`` (a PluginManager, default: the default one) serves both
-    training and export, so the model is rebuilt by the manager that trained it."""
+    training and export, so the model is rebuilt by the manager that trained it. ``recipe``:
+    the default mines the first round's false accepts and trains again (see Recipe);
+    QUICK trains one round and ships no judge."""
     from .config import load_config
     from .export import export_run
     from .loop import LAST, train
@@ -171,42 +326,84 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
         shutil.rmtree(run_dir, ignore_errors=True)
     began = time.monotonic()
     timings: dict[str, float] = {}
+    names = (["synthesize", "train round 1", "mine false accepts", "train round 2",
+              "export sentry + judge", "evaluate sentry", "evaluate cascade", "scan"]
+             if recipe.mined else ["synthesize", "train", "export", "evaluate", "scan"])
+    started: dict[str, float] = {}
 
-    def step(name: str, t0: float) -> None:
-        timings[name] = round(time.monotonic() - t0, 1)
+    def begin(name: str, what: str) -> None:
+        started[name] = time.monotonic()
+        print(f"== {names.index(name) + 1}/{len(names)} {what}")
+
+    def step(name: str) -> None:
+        timings[name] = round(time.monotonic() - started[name], 1)
         print(f"== {name} done in {timings[name]:.0f} s")
 
-    t0 = time.monotonic()
+    begin("synthesize", f"synthesizing '{phrase}' into {data_dir}"
+          f"{' (licence-clean)' if licence_clean else ''}")
     if (data_dir / "manifest.json").is_file() and (data_dir / "eval" / "manifest.json").is_file():
         _check_licence_clean(data_dir, licence_clean)
-        print(f"== reusing dataset {data_dir} (use --fresh to rebuild)")
+        print(f"   reusing dataset {data_dir} (use --fresh to rebuild)")
+        _complete_eval_sets(data_dir, progress)
     else:
-        print(f"== 1/5 synthesizing '{phrase}' into {data_dir}{' (licence-clean)' if licence_clean else ''}")
         synth_all(phrase, data_dir, overwrite=True, progress=progress, licence_clean=licence_clean)
-    step("synthesize", t0)
+    step("synthesize")
 
-    t0 = time.monotonic()
     config = load_config(config_path, {"wake_word": phrase, "data.dataset": str(data_dir),
                                        **(overrides or {})})
-    resume = (run_dir / LAST).is_file()
-    print(f"== 2/5 training {'(resuming) ' if resume else ''}in {run_dir}")
     plugins = plugins or PluginManager()
+    _claim_run_dir(run_dir, recipe)
+    rounds: dict[str, Any] = {}
+    if recipe.mined:
+        first_dir = run_dir / "round1"
+        begin("train round 1", f"training round 1 ({recipe.round1_epochs} epochs) in {first_dir}")
+        first = load_config(config_path, {"wake_word": phrase, "data.dataset": str(data_dir),
+                                          **(overrides or {}), "train.epochs": recipe.round1_epochs,
+                                          "train.seed": config.train.seed + 1})
+        if (first_dir / "export" / "manifest.json").is_file():
+            print(f"   reusing round 1 ({first_dir / 'export'})")
+        else:
+            train(first, first_dir, resume=(first_dir / LAST).is_file(), progress=progress,
+                  plugins=plugins)
+            export_run(first_dir, plugins=plugins)
+        step("train round 1")
+        begin("mine false accepts", f"mining round 1's false accepts from "
+              f"{recipe.mine_minutes / 60:g} h of negative speech in the training voices")
+        rounds["mining"] = _mine_round(data_dir, run_dir, first_dir / "export", recipe, progress)
+        step("mine false accepts")
+        train_step = "train round 2"
+    else:
+        train_step = "train"
+    resume = (run_dir / LAST).is_file()
+    begin(train_step, f"training {'(resuming) ' if resume else ''}in {run_dir}")
     result = train(config, run_dir, resume=resume, progress=progress, plugins=plugins)
-    step("train", t0)
+    step(train_step)
 
-    t0 = time.monotonic()
-    print("== 3/5 exporting to ONNX (fp32 + int8) with parity checks")
+    export_step = "export sentry + judge" if recipe.mined else "export"
+    begin(export_step, "exporting to ONNX (fp32 + int8) with parity checks")
     model_dir, manifest = export_run(run_dir, plugins=plugins)
-    step("export", t0)
+    judge_dir = None
+    if recipe.mined:
+        from .ensemble import build_ensemble
+        judge_dir, _ = build_ensemble([run_dir / "round1" / "export", model_dir], run_dir / "judge")
+        print(f"   judge (ensemble of both rounds): {judge_dir}")
+    step(export_step)
 
-    t0 = time.monotonic()
-    print("== 4/5 evaluating on continuous audio (held-out voices)")
-    evaluation = evaluate_and_report(model_dir, data_dir / "eval", target_fa=config.trigger.target_fa_per_hour,
-                                     progress=progress)
-    step("evaluate", t0)
+    evaluate_step = "evaluate sentry" if recipe.mined else "evaluate"
+    begin(evaluate_step, "evaluating the sentry on continuous audio")
+    evaluation = evaluate_and_report(model_dir, data_dir / "eval",
+                                     target_fa=config.trigger.target_fa_per_hour, progress=progress)
+    step(evaluate_step)
 
-    t0 = time.monotonic()
-    print("== 5/5 sentry scan of a generated test recording (held-out flite/festival voices)")
+    cascade = None
+    if judge_dir is not None:
+        begin("evaluate cascade", "evaluating sentry + judge on continuous audio")
+        cascade = evaluate_cascade_and_report(model_dir, judge_dir, data_dir / "eval",
+                                              target_fa=recipe.judge_target_fa_per_hour,
+                                              progress=progress)
+        step("evaluate cascade")
+
+    begin("scan", "sentry scan of a generated test recording (held-out flite/festival voices)")
     from sentry.detector import Detector
     demo = run_dir / "demo.wav"
     regions = make_demo_recording(data_dir / "eval" / "heldout", demo)
@@ -217,12 +414,18 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
         print(f"   detection at {d.time_s:6.2f} s  score {d.score:.3f}")
     print(f"   {hits}/{len(regions)} wake words detected, "
           f"{len(detections) - hits} other detection(s), in {demo}")
-    step("scan", t0)
+    step("scan")
 
     manifest = load_manifest(model_dir)
-    return {"phrase": phrase, "model_dir": str(model_dir), "parameters": manifest.parameters,
+    total = round(time.monotonic() - began, 1)
+    print("\n== timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+          + f"; total {total / 60:.1f} min")
+    return {"phrase": phrase, "recipe": recipe.to_dict(), "model_dir": str(model_dir),
+            "judge_dir": str(judge_dir) if judge_dir else None,
+            "parameters": manifest.parameters,
             "int8_bytes": manifest.metrics["size_bytes"].get("model_int8"), "threshold": manifest.threshold,
-            "evaluation": evaluation["sets"], "demo": {"file": str(demo), "wake_words": len(regions),
-                                                      "detected": hits, "detections": len(detections)},
-            "best_epoch": result.best_epoch, "seconds": timings,
-            "total_seconds": round(time.monotonic() - began, 1)}
+            "threshold_chosen_on": evaluation["threshold_chosen_on"],
+            "evaluation": evaluation["sets"], "cascade": cascade, **rounds,
+            "demo": {"file": str(demo), "wake_words": len(regions),
+                     "detected": hits, "detections": len(detections)},
+            "best_epoch": result.best_epoch, "seconds": timings, "total_seconds": total}

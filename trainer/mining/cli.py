@@ -65,17 +65,6 @@ class _StopFlag:
         return previous
 
 
-def _settings(manifest, *, threshold, probe, stride, merge_gap, int8):
-    from .scan import ScanSettings
-    threshold = round(manifest.threshold * DEFAULT_THRESHOLD_RATIO, 4) if threshold is None else threshold
-    return ScanSettings(threshold=threshold,
-                        probe_threshold=round(threshold * PROBE_RATIO, 4) if probe is None else probe,
-                        stride_hops=DEFAULT_STRIDE_HOPS if stride is None else stride,
-                        smoothing_hops=manifest.smoothing_hops,
-                        merge_gap_s=manifest.refractory_s if merge_gap is None else merge_gap,
-                        int8=bool(int8))
-
-
 @click.command()
 @click.argument("session_path", metavar="SESSION", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
@@ -115,7 +104,7 @@ def mine(session_path: Path, paths, model_dir, resume, force, threshold, probe_t
     from dataclasses import replace
 
     from .graphs import open_graphs
-    from .miner import Miner, create, parse_shard
+    from .miner import Miner, create, parse_shard, scan_settings
     from .scan import ScanSettings
     from .session import model_hash, running
 
@@ -150,7 +139,7 @@ def mine(session_path: Path, paths, model_dir, resume, force, threshold, probe_t
         if session_path.exists():
             load_session(session_path)  # a corrupted file gets its own, clearer message
         graphs = open_graphs(model_dir, int8=bool(int8), threads=threads)
-        settings = _settings(graphs.manifest, threshold=threshold, probe=probe_threshold,
+        settings = scan_settings(graphs.manifest, threshold=threshold, probe=probe_threshold,
                              stride=stride, merge_gap=merge_gap, int8=int8)
         digest = model_hash(model_dir, [graphs.manifest.files["features"], graphs.model_file])
         session = create(session_path, model_dir=model_dir, paths=list(paths), settings=settings,

@@ -21,7 +21,7 @@ import numpy as np
 from sentry.constants import CLIP_SAMPLES, HOP_SAMPLES, SAMPLE_RATE
 from sentry.wav import encode_wav
 
-from . import MiningError
+from . import DEFAULT_STRIDE_HOPS, DEFAULT_THRESHOLD_RATIO, PROBE_RATIO, MiningError
 from .audio import AudioSource, BadAudio, find_audio, probe
 from .graphs import Graphs
 from .scan import BLOCK_HOPS, HitTracker, OpenHit, ScanSettings, Scorer
@@ -71,6 +71,21 @@ def parse_shard(text: str) -> tuple[int, int]:
         raise MiningError(f"--shard {text}: need 1 <= I <= N; e.g. SLURM's --shard "
                           "$((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT")
     return index, count
+
+
+def scan_settings(manifest, *, threshold: float | None = None, probe: float | None = None,
+                  stride: int | None = None, merge_gap: float | None = None,
+                  int8: bool | None = None) -> ScanSettings:
+    """Scan settings for a model (its manifest), each None taking the default: the mining
+    threshold DEFAULT_THRESHOLD_RATIO x the model's, the probe PROBE_RATIO x the mining
+    threshold, the default stride, the model's smoothing and refractory period."""
+    threshold = round(manifest.threshold * DEFAULT_THRESHOLD_RATIO, 4) if threshold is None else threshold
+    return ScanSettings(threshold=threshold,
+                        probe_threshold=round(threshold * PROBE_RATIO, 4) if probe is None else probe,
+                        stride_hops=DEFAULT_STRIDE_HOPS if stride is None else stride,
+                        smoothing_hops=manifest.smoothing_hops,
+                        merge_gap_s=manifest.refractory_s if merge_gap is None else merge_gap,
+                        int8=bool(int8))
 
 
 def create(path: Path, *, model_dir: Path, model: dict, paths: list[Path], settings: ScanSettings,

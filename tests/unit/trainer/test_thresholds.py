@@ -88,8 +88,23 @@ HELDOUT = [{"threshold": 0.2, "frr": 0.2, "fa_per_hour": 30.0},
            {"threshold": 0.6, "frr": 0.5, "fa_per_hour": 0.0}]
 
 
-def test_the_espeak_set_chooses_wherever_it_stands():
-    assert CHOOSE_ON == "espeak" and "heldout" in HELD_OUT_SETS
+CALIB = [{"threshold": 0.2, "frr": 0.0, "fa_per_hour": 9.0},
+         {"threshold": 0.4, "frr": 0.1, "fa_per_hour": 2.0},
+         {"threshold": 0.8, "frr": 0.2, "fa_per_hour": 0.0}]
+
+
+def test_the_calibration_set_chooses_wherever_it_stands():
+    assert CHOOSE_ON == "calib" and {"heldout", "heldout_sentence"} <= HELD_OUT_SETS
+    for sweeps in ({"espeak": ESPEAK, "calib": CALIB, "heldout": HELDOUT},
+                   {"heldout": HELDOUT, "espeak": ESPEAK, "calib": CALIB}):
+        chosen = choose_threshold(sweeps, 0.5)
+        assert chosen == {**recommend_threshold(CALIB, 0.5), "chosen_on": "calib"}
+        assert chosen["threshold"] == 0.8
+    with pytest.raises(TrainerError, match="held-out set 'heldout_sentence'"):
+        choose_threshold({"calib": CALIB}, 0.5, chosen_on="heldout_sentence")
+
+
+def test_without_a_calibration_set_the_espeak_set_chooses_wherever_it_stands():
     for sweeps in ({"espeak": ESPEAK, "heldout": HELDOUT}, {"heldout": HELDOUT, "espeak": ESPEAK}):
         chosen = choose_threshold(sweeps, 0.5)
         assert chosen == {**recommend_threshold(ESPEAK, 0.5), "chosen_on": "espeak"}

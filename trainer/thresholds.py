@@ -81,6 +81,55 @@ def recommend_threshold(sweep_rows: Sequence[Mapping[str, Any]],
     return {**best, "met": bool(feasible), "target_fa_per_hour": float(target_fa_per_hour)}
 
 
+TAIL_SPAN = 20.0
+"""Sweep rows with 0 < FA/h <= TAIL_SPAN x the target are the tail the fit reads: the part
+of the curve within about a decade of the rate promised, where its slope is the one that
+matters (set a priori; the held-out sets never saw it chosen)."""
+TAIL_MIN_POINTS = 3
+"""Distinct false-accept rates the tail needs before it is fitted."""
+
+
+def tail_fit(sweep_rows: Sequence[Mapping[str, Any]],
+             target_fa_per_hour: float = DEFAULT_TARGET_FA_PER_HOUR) -> dict[str, float] | None:
+    """A straight line through log(FA/h) against the threshold over the sweep's tail
+    (0 < FA/h <= TAIL_SPAN x target), least squares: false accepts thin out roughly
+    exponentially as the threshold rises. None when the tail has fewer than TAIL_MIN_POINTS
+    distinct rates or does not fall. Returns {"slope", "intercept", "points"}."""
+    tail = [(float(r["threshold"]), float(r["fa_per_hour"])) for r in sweep_rows
+            if 0 < r["fa_per_hour"] <= TAIL_SPAN * target_fa_per_hour]
+    if len({fa for _, fa in tail}) < TAIL_MIN_POINTS:
+        return None
+    t, fa = np.array(tail).T
+    slope, intercept = np.polyfit(t, np.log(fa), 1)
+    if slope >= 0:
+        return None
+    return {"slope": float(slope), "intercept": float(intercept), "points": len(tail)}
+
+
+def promise_threshold(sweep_rows: Sequence[Mapping[str, Any]],
+                      target_fa_per_hour: float = DEFAULT_TARGET_FA_PER_HOUR) -> dict[str, Any]:
+    """The threshold to promise `target_fa_per_hour` with: the lowest whose measured FA/h
+    and whose tail-fitted FA/h (see `tail_fit`) are both <= target.
+
+    An hour of negatives counts false accepts in whole numbers, so "no false accept in this
+    hour" is reached by luck a little above where the rate really falls under 0.5 FA/h; the
+    fitted tail reads the rate off the many false accepts at lower thresholds instead. Without
+    a tail to fit this is `recommend_threshold`. Returns its row plus `met`,
+    `target_fa_per_hour`, `fitted_fa_per_hour` (None without a fit) and `tail_fit`.
+    """
+    fit = tail_fit(sweep_rows, target_fa_per_hour) if target_fa_per_hour > 0 else None
+
+    def fitted(row: Mapping[str, Any]) -> float | None:
+        return None if fit is None else float(np.exp(fit["intercept"] + fit["slope"] * row["threshold"]))
+
+    kept = [r for r in sweep_rows if fit is None or fitted(r) <= target_fa_per_hour]
+    chosen = recommend_threshold(kept or sweep_rows, target_fa_per_hour)
+    if not kept:  # the fit never falls that low on this grid: the highest threshold
+        chosen = {**max(sweep_rows, key=lambda r: r["threshold"]), "met": False,
+                  "target_fa_per_hour": float(target_fa_per_hour)}
+    return {**chosen, "fitted_fa_per_hour": fitted(chosen), "tail_fit": fit}
+
+
 def frr_at_fa_rate(sweep_rows: Sequence[Mapping[str, Any]], max_fa_per_hour: float) -> float | None:
     """Lowest FRR the sweep reaches with FA/h <= `max_fa_per_hour`; None if never."""
     frrs = [r["frr"] for r in sweep_rows if r["fa_per_hour"] <= max_fa_per_hour]
@@ -114,8 +163,9 @@ def choose_threshold(sweeps: Mapping[str, Sequence[Mapping[str, Any]]], target_f
     """The threshold to ship, read off one set's sweep.
 
     sweeps: set name -> its sweep rows, in the report's order (the order decides "first").
-    The set is `threshold_chooser`'s; the row is `recommend_threshold`'s on it. Returns
-    that row with `met`, `target_fa_per_hour` and `chosen_on` (the set's name).
+    The set is `threshold_chooser`'s; the row is `promise_threshold`'s on it. Returns
+    that row with `met`, `target_fa_per_hour`, `fitted_fa_per_hour`, `tail_fit` and
+    `chosen_on` (the set's name).
     """
     name = threshold_chooser(list(sweeps), chosen_on)
-    return {**recommend_threshold(sweeps[name], target_fa_per_hour), "chosen_on": name}
+    return {**promise_threshold(sweeps[name], target_fa_per_hour), "chosen_on": name}

@@ -17,6 +17,8 @@ from trainer.thresholds import (
     DEFAULT_THRESHOLDS,
     HELD_OUT_SETS,
     choose_threshold,
+    promise_threshold,
+    tail_fit,
     recommend_threshold,
     row_at,
     threshold_chooser,
@@ -98,16 +100,46 @@ def test_the_calibration_set_chooses_wherever_it_stands():
     for sweeps in ({"espeak": ESPEAK, "calib": CALIB, "heldout": HELDOUT},
                    {"heldout": HELDOUT, "espeak": ESPEAK, "calib": CALIB}):
         chosen = choose_threshold(sweeps, 0.5)
-        assert chosen == {**recommend_threshold(CALIB, 0.5), "chosen_on": "calib"}
-        assert chosen["threshold"] == 0.8
+        assert chosen == {**promise_threshold(CALIB, 0.5), "chosen_on": "calib"}
+        assert chosen["threshold"] == 0.8 and chosen["tail_fit"] is None  # two rates: no fit
     with pytest.raises(TrainerError, match="held-out set 'heldout_sentence'"):
         choose_threshold({"calib": CALIB}, 0.5, chosen_on="heldout_sentence")
+
+
+def _exponential_tail(lucky_zero_at: float | None = None) -> list[dict]:
+    """Whole false accepts in one hour, falling e-fold every 0.05 of threshold."""
+    rows = []
+    for t in np.round(np.arange(0.30, 0.96, 0.01), 2):
+        fa = float(np.floor(400.0 * np.exp(-(t - 0.30) / 0.05)))
+        if lucky_zero_at is not None and t >= lucky_zero_at:
+            fa = 0.0
+        rows.append({"threshold": float(t), "frr": float(t / 2), "fa_per_hour": fa})
+    return rows
+
+
+def test_the_tail_fit_reads_the_rate_off_the_false_accepts_below():
+    fit = tail_fit(_exponential_tail(), 0.5)
+    assert fit["slope"] == pytest.approx(-20.0, rel=0.15) and fit["points"] >= 3
+    assert tail_fit([{"threshold": 0.5, "frr": 0.1, "fa_per_hour": 3.0}], 0.5) is None
+    rising = [{"threshold": t, "frr": 0.1, "fa_per_hour": fa} for t, fa in ((0.5, 1.0), (0.6, 2.0), (0.7, 3.0))]
+    assert tail_fit(rising, 0.5) is None
+
+
+def test_a_lucky_zero_does_not_set_the_promise():
+    """An hour happens to hold no false accept from 0.55 up, though the rate there is ~2/h."""
+    rows = _exponential_tail(lucky_zero_at=0.55)
+    plain = recommend_threshold(rows, 0.5)
+    assert plain["threshold"] == 0.55
+    promised = promise_threshold(rows, 0.5)
+    true_rate = 400.0 * np.exp(-(promised["threshold"] - 0.30) / 0.05)
+    assert promised["threshold"] > 0.55 and true_rate <= 0.5 * 1.5
+    assert promised["fitted_fa_per_hour"] <= 0.5 and promised["met"]
 
 
 def test_without_a_calibration_set_the_espeak_set_chooses_wherever_it_stands():
     for sweeps in ({"espeak": ESPEAK, "heldout": HELDOUT}, {"heldout": HELDOUT, "espeak": ESPEAK}):
         chosen = choose_threshold(sweeps, 0.5)
-        assert chosen == {**recommend_threshold(ESPEAK, 0.5), "chosen_on": "espeak"}
+        assert chosen == {**promise_threshold(ESPEAK, 0.5), "chosen_on": "espeak"}
         assert chosen["threshold"] == 0.6  # heldout alone would have given 0.4
 
 

@@ -10,7 +10,8 @@ is a false reject, a detection in the negative stream is a false accept.
 Scores are one per hop (HOP_SECONDS = 80 ms); score i belongs to time (i + 1) * 80 ms.
 
 The evaluation API, one copy of each piece:
-- eval sets under an eval root: `find_eval_sets` -> `EvalSet` (clips, negative stream);
+- eval sets under an eval root: `find_eval_sets` -> `EvalSet` (clips, negative stream, and
+  where the word lies in clips that hold more speech: `EvalSet.word_regions`);
 - streams and matching: `build_positive_stream`, `match_detections` (DEFAULT_TOLERANCE_S);
 - the trigger sweep on the one grid: `sweep`; rows of detections: `detections_row`;
 - reading rows (grid, row at a threshold, recommendation, which set chooses):

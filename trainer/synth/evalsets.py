@@ -17,23 +17,29 @@ The held-out voices and the recipe are pinned in the dataset's ``manifest.json``
 missing is named (and the set is marked as differing), and rebuilding the eval sets of a dataset
 uses its pinned voices or says which of them this machine lacks.
 
-Two more sets put the word in running speech or serve the threshold choice; both can be added
-to an existing dataset on their own (``synthesize_sentence_set``, ``synthesize_calibration_set``):
+Two more sets put the word in running speech or serve the threshold choice. ``synthesize_eval_sets``
+builds them too, and each can be added to an existing dataset on its own:
 
-- ``heldout_sentence/``: the held-out voices saying the word inside speech: a short ordinary
-  sentence before it (absent in ~15 %), a pause, the word, and in ~70 % a pause and an assistant
-  command after it ("turn on the kitchen lights"). Each piece is synthesized on its own in one
-  voice with one stretch/pitch draw, trimmed and joined, so the word's place is known to the
-  sample: ``positive/regions.json`` holds it ({"clip.wav": [start_s, end_s]}) and evaluation
-  counts a detection on the speech before the word as a false accept, a hit only from the
-  word's start to its end plus the tolerance. Its negative stream is ``heldout``'s own file,
-  hard-linked (copied where the file system cannot link), so both sets share one stream.
-- ``calib/``: the data the shipped threshold is chosen on: the dataset's *validation-split*
-  speakers of every training engine installed here (espeak-ng, DECtalk), never a held-out
-  engine. Validation speakers are never trained on (they only pick checkpoints), so this is
-  honest calibration data that is not the test. Positives are half plain, half in-sentence;
-  the negative stream is spoken by the same voices, varied as the held-out speech is (duration
-  stretch, pitch shifts), so it is no easier than held-out speech.
+- ``heldout_sentence/`` (``synthesize_sentence_set``): the pinned held-out voices saying the
+  word inside speech: a short ordinary sentence before it (absent in ~15 %), a pause, the word,
+  and in ~70 % a pause and an assistant command after it ("turn on the kitchen lights"). Each
+  piece is synthesized on its own in one voice from one stretch/pitch draw, trimmed and joined,
+  so the word's place is known to the sample: ``positive/regions.json`` holds it
+  (``{"clip.wav": [start_s, end_s]}``), and evaluation (``trainer.evaluate.EvalSet``) counts a
+  detection on the speech before the word as a false accept of the positive stream and a hit
+  only from the word's start to its end plus the tolerance. Its negative stream is
+  ``heldout``'s own file, hard-linked (copied only where the file system cannot link), so the
+  two sets share one stream without a second 115 MB.
+- ``calib/`` (``synthesize_calibration_set``): the data the shipped threshold is chosen on.
+  Its voices are the dataset's *validation-split* speakers of every training engine installed
+  here (espeak-ng, DECtalk; Pico has no validation speakers), never a held-out engine.
+  Validation speakers are never trained on (they only pick checkpoints), so this is honest
+  calibration data that is not the test. Half the positives are in-sentence, half the phrase
+  alone; the negative stream is spoken by the same voices, varied as held-out speech is
+  (duration stretch, pitch shifts), so it is no easier than held-out speech.
+
+These two are built beside eval/ and moved in whole, so a run cut off half-way never leaves a
+partial set to be scored.
 
 Babble inside the espeak and held-out streams uses the espeak test voices, the calibration
 stream's the espeak validation voices: no training voice leaks into any eval set.
@@ -160,8 +166,15 @@ def in_sentence_clip(phrase: str, voice: str, speak: Speaker,
     then trimmed to PIECE_MARGIN_S and joined. The region is (start_s, end_s) of the phrase's
     piece in the returned clip, exact to the sample.
     """
-    before = ordinary_sentences(rng, 1, phrase)[0] if rng.random() < SENTENCE_BEFORE_PROBABILITY else ""
-    after = commands(rng, 1, phrase)[0] if rng.random() < COMMAND_AFTER_PROBABILITY else ""
+    words = phrase.split()
+    before = after = ""
+    if rng.random() < SENTENCE_BEFORE_PROBABILITY:
+        # never the phrase across the join either ("... hey" + "hey hey" is an earlier one)
+        while not before or contains_phrase(" ".join([before] + words[:-1]), phrase):
+            before = ordinary_sentences(rng, 1, phrase)[0]
+    if rng.random() < COMMAND_AFTER_PROBABILITY:
+        while not after or contains_phrase(" ".join(words[1:] + [after]), phrase):
+            after = commands(rng, 1, phrase)[0]
     delivery = int(rng.integers(2**63))
     gaps = rng.uniform(*PAUSE_BEFORE_WORD_S), rng.uniform(*PAUSE_AFTER_WORD_S)
     margin, peak = rng.uniform(*TRIM_MARGIN_S), rng.uniform(*SPEECH_PEAK)

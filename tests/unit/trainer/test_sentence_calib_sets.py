@@ -91,10 +91,12 @@ def test_the_region_is_exactly_the_separately_spoken_word(voice):
         resaid = trim_silence(speak(texts[word], voice, again), evalsets.PIECE_MARGIN_S)
         assert abs(len(resaid) - (b - a)) <= 0.01 * len(resaid)
         if before:  # speech before the word, a pause just before it
-            assert np.max(np.abs(audio[:a - round(evalsets.PAUSE_BEFORE_WORD_S[1] * SAMPLE_RATE)])) > 0.05
+            longest_pause = round(evalsets.PAUSE_BEFORE_WORD_S[1] * SAMPLE_RATE)
+            assert np.max(np.abs(audio[:a - longest_pause])) > 0.05
             assert np.max(np.abs(audio[a - round(0.04 * SAMPLE_RATE):a])) < np.max(np.abs(region))
         if after:
-            assert np.max(np.abs(audio[b + round(evalsets.PAUSE_AFTER_WORD_S[1] * SAMPLE_RATE):])) > 0.05
+            longest_pause = round(evalsets.PAUSE_AFTER_WORD_S[1] * SAMPLE_RATE)
+            assert np.max(np.abs(audio[b + longest_pause:])) > 0.05
     assert len(kinds) >= 2  # sentences before and commands after come and go
 
 
@@ -193,14 +195,13 @@ def test_sentence_set_shares_heldouts_stream_and_replaces_itself(dataset, tmp_pa
     with pytest.raises(TrainerError, match="heldout/negative_stream.wav is missing"):
         evalsets.synthesize_sentence_set(root, n_positive=2, progress=False)
     # the plain sets alone, as an existing dataset has them
-    real = evalsets.synthesize_sentence_set, evalsets.synthesize_calibration_set
-    evalsets.synthesize_sentence_set = evalsets.synthesize_calibration_set = lambda *a, **k: None
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("synthesize_sentence_set", "synthesize_calibration_set"):
+            patch.setattr(evalsets, name, lambda *a, **k: None)
         evalsets.synthesize_eval_sets(PHRASE, root, negative_minutes_espeak=0.1,
                                       negative_minutes_heldout=0.1, n_positive_espeak=2,
                                       n_positive_heldout=2, seed=5, progress=False)
-    finally:
-        evalsets.synthesize_sentence_set, evalsets.synthesize_calibration_set = real
+    assert sorted(p.name for p in (root / "eval").iterdir()) == ["espeak", "heldout", "manifest.json"]
     before = json.loads((root / "eval" / "manifest.json").read_text())
     summary = evalsets.synthesize_sentence_set(root, n_positive=4, progress=False)
     folder = root / "eval" / "heldout_sentence"

@@ -258,6 +258,7 @@ def test_calibration_set_is_the_validation_speakers(dataset, tmp_path):
     assert len(stream) >= 0.1 * 60 * SAMPLE_RATE and np.std(stream) > 0.01
     assert entry["negative_stream_seconds"] == pytest.approx(len(stream) / SAMPLE_RATE, abs=0.01)
     assert [s.name for s in find_eval_sets(root / "eval")] == ["calib"]
+    assert json.loads((root / "eval" / "manifest.json").read_text()) == summary
     assert EvalSet(folder).word_regions()[1] == tuple(regions["positive_0001.wav"])
     # rebuilt: replaced, and recorded once
     summary = evalsets.synthesize_calibration_set(root, minutes=0.1, n_positive=2, progress=False)

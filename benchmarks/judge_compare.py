@@ -60,7 +60,8 @@ def main() -> None:
     detector = Detector(args.sentry, threshold=args.sentry_threshold)
     results: dict[str, dict] = {}
     for eval_set in find_eval_sets(args.eval_root):
-        stream, regions = build_positive_stream(eval_set.positives(), np.random.default_rng(0))
+        stream, regions = build_positive_stream(eval_set.positives(), np.random.default_rng(0),
+                                                word_regions=eval_set.word_regions())
         negative = eval_set.negative_stream()
         hours = audio_hours(negative.size)
         pos_t = np.array([d.time_s for d in detector.detect_pcm(stream)])

@@ -145,12 +145,14 @@ class JudgedDetections:
 def evaluate_cascade_set(detector, judge: Judge, positives: Sequence[np.ndarray],
                          negative_stream: np.ndarray, *, judge_threshold: float | None = None,
                          rng: np.random.Generator | None = None, name: str = "eval",
-                         tolerance_s: float = DEFAULT_TOLERANCE_S) -> CascadeSetReport:
+                         tolerance_s: float = DEFAULT_TOLERANCE_S,
+                         word_regions: Sequence[Region | None] | None = None) -> CascadeSetReport:
     """Sentry alone vs sentry + judge on one set.
 
     detector: a sentry.detector.Detector at the sentry's operating trigger settings.
     judge: scores each detection's clip. judge_threshold: verified when score >= it;
-        default the judge's own threshold.
+        default the judge's own threshold. word_regions: where the word lies in each
+        clip (`trainer.evaluate.build_positive_stream`).
     """
     started = time.perf_counter()
     rng = np.random.default_rng(0) if rng is None else rng
@@ -159,7 +161,7 @@ def evaluate_cascade_set(detector, judge: Judge, positives: Sequence[np.ndarray]
     if hours <= 0:
         raise TrainerError(f"{name}: the negative stream is empty; give it an hour or so of "
                            "audio without the wake word")
-    stream, regions = build_positive_stream(positives, rng)
+    stream, regions = build_positive_stream(positives, rng, word_regions=word_regions)
     pos_times = np.array([d.time_s for d in detector.detect_pcm(stream)], dtype=np.float64)
     neg_times = np.array([d.time_s for d in detector.detect_pcm(negative_stream)], np.float64)
 
@@ -225,7 +227,8 @@ def evaluate_cascade(sentry_dir: str | Path, eval_root: str | Path, *,
     for eval_set in tqdm(sets, desc="cascade sets", unit="set", disable=not progress):
         reports.append(evaluate_cascade_set(
             detector, judge, eval_set.positives(), eval_set.negative_stream(),
-            judge_threshold=judge_threshold, rng=np.random.default_rng(seed), name=eval_set.name))
+            judge_threshold=judge_threshold, rng=np.random.default_rng(seed), name=eval_set.name,
+            word_regions=eval_set.word_regions()))
     return reports
 
 

@@ -10,7 +10,8 @@ is a false reject, a detection in the negative stream is a false accept.
 Scores are one per hop (HOP_SECONDS = 80 ms); score i belongs to time (i + 1) * 80 ms.
 
 The evaluation API, one copy of each piece:
-- eval sets under an eval root: `find_eval_sets` -> `EvalSet` (clips, negative stream);
+- eval sets under an eval root: `find_eval_sets` -> `EvalSet` (clips, negative stream, and
+  where the word lies in clips that hold more speech: `EvalSet.word_regions`);
 - streams and matching: `build_positive_stream`, `match_detections` (DEFAULT_TOLERANCE_S);
 - the trigger sweep on the one grid: `sweep`; rows of detections: `detections_row`;
 - reading rows (grid, row at a threshold, recommendation, which set chooses):
@@ -60,15 +61,23 @@ REPORT_PNG = "det_curve.png"
 
 POSITIVE_DIR = "positive"
 NEGATIVE_STREAM = "negative_stream.wav"
+REGIONS_JSON = "regions.json"
+"""In POSITIVE_DIR: {"clip.wav": [start_s, end_s]}, where the wake word lies in a clip that
+also holds other speech (a sentence before it, a command after it)."""
 
 
 def build_positive_stream(clips: Sequence[np.ndarray], rng: np.random.Generator,
                           gap_s: tuple[float, float] = DEFAULT_GAP_S,
                           background: np.ndarray | None = None,
-                          snr_db: float | None = None) -> tuple[np.ndarray, list[Region]]:
+                          snr_db: float | None = None, *,
+                          word_regions: Sequence[Region | None] | None = None,
+                          ) -> tuple[np.ndarray, list[Region]]:
     """Lay positive clips end to end, with a gap before the first and after the last.
 
     clips: float32 16 kHz mono pcm, one wake word each.
+    word_regions: optional, one per clip: (start_s, end_s) of the wake word inside the clip,
+        or None for a clip that is the wake word alone. A clip with a region contributes only
+        that region, so a detection on the speech around the word is outside every region.
     gap_s: (min, max) seconds of gap, drawn uniformly per gap.
     background: optional noise pcm, tiled or cropped to the stream's length and mixed
         under the whole stream (gaps and wake words alike, as in a real room) so that
@@ -86,6 +95,9 @@ def build_positive_stream(clips: Sequence[np.ndarray], rng: np.random.Generator,
     if (background is None) != (snr_db is None):
         raise TrainerError("build_positive_stream: background noise and snr_db go together; "
                            "give both or neither")
+    if word_regions is not None and len(word_regions) != len(clips):
+        raise TrainerError(f"build_positive_stream: {len(word_regions)} word regions for "
+                           f"{len(clips)} clips; give one (or None) per clip")
 
     pieces: list[np.ndarray] = []
     regions: list[Region] = []
@@ -97,10 +109,15 @@ def build_positive_stream(clips: Sequence[np.ndarray], rng: np.random.Generator,
         pieces.append(np.zeros(n, dtype=np.float32))
         cursor += n
 
-    for clip in clips:
+    for i, clip in enumerate(clips):
         clip = np.asarray(clip, dtype=np.float32).reshape(-1)
         gap()
-        regions.append((cursor / SAMPLE_RATE, (cursor + clip.size) / SAMPLE_RATE))
+        word = word_regions[i] if word_regions is not None else None
+        if word is None:
+            regions.append((cursor / SAMPLE_RATE, (cursor + clip.size) / SAMPLE_RATE))
+        else:
+            start, end = _checked_region(word, clip.size, i)
+            regions.append((cursor / SAMPLE_RATE + start, cursor / SAMPLE_RATE + end))
         pieces.append(clip)
         cursor += clip.size
     gap()
@@ -110,6 +127,15 @@ def build_positive_stream(clips: Sequence[np.ndarray], rng: np.random.Generator,
         stream = _mix_background(stream, clips, np.asarray(background, dtype=np.float32),
                                  float(snr_db))
     return np.clip(stream, -1.0, 1.0).astype(np.float32), regions
+
+
+def _checked_region(region: Region, n_samples: int, index: int) -> Region:
+    start, end = float(region[0]), float(region[1])
+    # a region rounded to the sample may end a hair past the clip's last sample
+    if not 0.0 <= start < end <= n_samples / SAMPLE_RATE + 1.0 / SAMPLE_RATE:
+        raise TrainerError(f"build_positive_stream: clip {index}'s word region ({start}, {end}) s "
+                           f"is not inside the clip (0 to {n_samples / SAMPLE_RATE:.3f} s)")
+    return start, end
 
 
 def _mix_background(stream: np.ndarray, clips: Sequence[np.ndarray], background: np.ndarray,
@@ -278,11 +304,14 @@ def evaluate_set(score_fn: ScoreFn, positives: Sequence[np.ndarray], negative_st
                  target_fa_per_hour: float = DEFAULT_TARGET_FA_PER_HOUR,
                  rng: np.random.Generator | None = None, name: str = "eval", *,
                  tolerance_s: float = DEFAULT_TOLERANCE_S,
-                 thresholds: Sequence[float] | None = None) -> SetReport:
+                 thresholds: Sequence[float] | None = None,
+                 word_regions: Sequence[Region | None] | None = None) -> SetReport:
     """Score a positive stream built from `positives` and `negative_stream`, then measure.
 
     positives: wake-word clips, float32 16 kHz mono. negative_stream: float32 16 kHz
     mono audio that never contains the wake word (an hour or so for a useful FA/h).
+    word_regions: where the word lies in each clip (`build_positive_stream`), e.g.
+    `EvalSet.word_regions()`; default every clip is the word alone.
     """
     started = time.perf_counter()
     rng = np.random.default_rng(0) if rng is None else rng
@@ -291,7 +320,7 @@ def evaluate_set(score_fn: ScoreFn, positives: Sequence[np.ndarray], negative_st
         raise TrainerError(f"{name}: the negative stream has {negative_stream.size} samples; "
                            "it needs at least one hop, and an hour of audio for a "
                            "trustworthy FA/h")
-    stream, regions = build_positive_stream(positives, rng)
+    stream, regions = build_positive_stream(positives, rng, word_regions=word_regions)
     pos_scores = _scores(score_fn, stream, f"{name} positive stream")
     neg_scores = _scores(score_fn, negative_stream, f"{name} negative stream")
 
@@ -345,7 +374,11 @@ def write_report(reports: Sequence[SetReport], out_dir: str | Path,
 @dataclass(frozen=True)
 class EvalSet:
     """One evaluation set: a folder holding positive/*.wav (one wake word each) and
-    negative_stream.wav (continuous audio without the wake word)."""
+    negative_stream.wav (continuous audio without the wake word).
+
+    positive/regions.json, when present, says where the word lies in clips that hold other
+    speech too ({"clip.wav": [start_s, end_s]}); clips it does not list are the word alone.
+    """
 
     folder: Path
 
@@ -365,6 +398,28 @@ class EvalSet:
 
         return [load_audio(p) for p in tqdm(self.positive_paths, desc=f"{self.name} clips",
                                             unit="clip", leave=False, disable=not progress)]
+
+    def word_regions(self) -> list[Region | None]:
+        """Per positive clip (in `positive_paths` order), the word's (start_s, end_s) inside
+        it from positive/regions.json, or None where the clip is the word alone."""
+        path = self.folder / POSITIVE_DIR / REGIONS_JSON
+        names = [p.name for p in self.positive_paths]
+        if not path.is_file():
+            return [None] * len(names)
+        try:
+            table = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TrainerError(f"{path}: cannot read the word regions ({exc}). Fix: rebuild the "
+                               "set, or delete the file to score whole clips") from exc
+        bad = [k for k, v in table.items() if not (isinstance(v, list) and len(v) == 2 and all(
+            isinstance(x, (int, float)) for x in v) and 0 <= v[0] < v[1])] \
+            if isinstance(table, dict) else ["(not an object)"]
+        unknown = sorted(set(table) - set(names)) if isinstance(table, dict) else []
+        if bad or unknown:
+            raise TrainerError(f"{path}: expected {{\"clip.wav\": [start_s, end_s]}} for clips in "
+                               f"{POSITIVE_DIR}/ with 0 <= start < end; bad entries: "
+                               f"{', '.join(bad + unknown)[:300]}. Fix: rebuild the set")
+        return [(float(table[n][0]), float(table[n][1])) if n in table else None for n in names]
 
     def negative_stream(self) -> np.ndarray:
         """The negative stream, float32 16 kHz mono."""
@@ -392,6 +447,7 @@ def find_eval_sets(eval_root: str | Path) -> list[EvalSet]:
         if not (eval_set.folder / NEGATIVE_STREAM).is_file():
             raise TrainerError(f"{eval_set.folder / NEGATIVE_STREAM}: missing; record or assemble "
                                "about an hour of audio without the wake word and save it there")
+        eval_set.word_regions()  # a broken regions.json fails here, not after the scoring
     return sets
 
 
@@ -425,5 +481,6 @@ def evaluate_model_dir(model_dir: str | Path, eval_root: str | Path, *,
     for eval_set in tqdm(sets, desc="eval sets", unit="set", disable=not progress):
         reports.append(evaluate_set(detector.score_pcm, eval_set.positives(progress),
                                     eval_set.negative_stream(), settings, target_fa_per_hour,
-                                    np.random.default_rng(seed), eval_set.name))
+                                    np.random.default_rng(seed), eval_set.name,
+                                    word_regions=eval_set.word_regions()))
     return reports

@@ -27,7 +27,7 @@ def reports(exported, tiny_dataset):
 
 
 def test_both_sides_are_measured_on_every_set(reports, tiny_dataset):
-    assert [r.name for r in reports] == ["espeak", "heldout"]
+    assert [r.name for r in reports] == ["calib", "espeak", "heldout", "heldout_sentence"]
     for r in reports:
         info = sf.info(tiny_dataset / "eval" / r.name / "negative_stream.wav")
         assert r.n_positive == 6 and r.negative_hours == pytest.approx(info.duration / 3600)

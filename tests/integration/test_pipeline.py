@@ -163,7 +163,7 @@ def test_sentry_scan_cli_on_a_real_recording(exported, tiny_dataset, tmp_path):
 def test_evaluation_on_the_exported_model(exported, tiny_dataset, tmp_path):
     from trainer.pipeline import evaluate_and_report
     summary = evaluate_and_report(exported, tiny_dataset / "eval", out=tmp_path, progress=False)
-    assert set(summary["sets"]) == {"espeak", "heldout"}
+    assert set(summary["sets"]) == {"calib", "espeak", "heldout", "heldout_sentence"}
     for entry in summary["sets"].values():
         assert 0.0 <= entry["frr"] <= 1.0 and entry["fa_per_hour"] >= 0.0
         assert entry["n_positive"] == 6

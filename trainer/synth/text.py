@@ -245,3 +245,28 @@ def ordinary_sentences(rng: np.random.Generator, n: int, exclude_phrase: str) ->
         elif all(_contains_phrase(r, phrase_words) for r in _REMARKS + _QUESTIONS):
             raise TrainerError(f"cannot write sentences that avoid the phrase {exclude_phrase!r}")
     return out
+
+
+_COMMANDS = (
+    "turn on the kitchen lights", "what's the weather", "set a timer for ten minutes",
+    "play some music", "turn off the bedroom light", "what time is it", "lock the front door",
+    "turn the heating up", "dim the living room lights", "add milk to the shopping list",
+    "what's on my calendar today", "stop", "skip this song", "turn the volume down",
+    "open the garage door", "set an alarm for seven", "close the blinds",
+    "how hot is it outside", "call mum", "start the vacuum cleaner", "is the back door locked",
+    "switch off the tv", "read me the news", "pause the music", "make the lights warmer",
+    "what's the traffic like", "remind me to call the dentist tomorrow", "good night",
+    "turn on the fan", "how long until sunset", "set the thermostat to twenty degrees",
+    "play the radio in the kitchen",
+)
+"""Home-assistant requests said right after a wake word."""
+
+
+def commands(rng: np.random.Generator, n: int, exclude_phrase: str) -> list[str]:
+    """``n`` requests to a voice assistant ("turn on the kitchen lights"), drawn with
+    replacement; none contains ``exclude_phrase``'s word sequence."""
+    phrase_words = normalise_phrase(exclude_phrase).split()
+    usable = [c for c in _COMMANDS if not _contains_phrase(c, phrase_words)]
+    if not usable:
+        raise TrainerError(f"every assistant command contains the phrase {exclude_phrase!r}")
+    return [usable[int(i)] for i in rng.integers(len(usable), size=n)]

@@ -27,6 +27,10 @@ from .thresholds import DEFAULT_TARGET_FA_PER_HOUR, HELD_OUT_SETS, choose_thresh
 
 log = logging.getLogger(__name__)
 
+CALIB_FACTOR = 2.0
+"""The calibration set holds this many times the other sets' negative minutes (2 h by
+default): it sets the threshold, so it needs the finest false-accept counts."""
+
 DEMO_PHRASES = 6
 """Wake words embedded in the generated demo recording."""
 
@@ -66,7 +70,9 @@ def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives
     summary = dataset.summary()
     if with_eval:
         synthesize_eval_sets(phrase, out, negative_minutes_espeak=eval_minutes,
-                             negative_minutes_heldout=eval_minutes, seed=seed + 1, progress=progress)
+                             negative_minutes_heldout=eval_minutes,
+                             negative_minutes_calib=CALIB_FACTOR * eval_minutes, seed=seed + 1,
+                             progress=progress)
     summary["seconds"] = round(time.monotonic() - began, 1)
     print(json.dumps(summary, indent=2))
     return summary
@@ -152,11 +158,12 @@ def make_demo_recording(eval_set: Path, out_wav: Path, seed: int = 0) -> list[tu
 def _complete_eval_sets(data_dir: Path, progress: bool) -> None:
     """Add the eval sets a dataset made before them lacks: the calibration set (it chooses
     the threshold) and the held-out voices' wake words inside sentences."""
+    from .synth.defaults import EVAL_MINUTES
     from .synth.evalsets import synthesize_calibration_set, synthesize_sentence_set
     eval_root = data_dir / "eval"
     if not (eval_root / "calib" / "negative_stream.wav").is_file():
         print("   adding the calibration set (validation voices of the training engines)")
-        synthesize_calibration_set(data_dir, progress=progress)
+        synthesize_calibration_set(data_dir, minutes=CALIB_FACTOR * EVAL_MINUTES, progress=progress)
     if not (eval_root / "heldout_sentence" / "positive").is_dir():
         print("   adding the held-out in-sentence wake words")
         synthesize_sentence_set(data_dir, progress=progress)

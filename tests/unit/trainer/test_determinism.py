@@ -43,3 +43,18 @@ def test_two_worker_synthesis_is_byte_identical_to_one_worker(tmp_path, monkeypa
     assert _files(two.root) == files
     clips = [json.loads((d.root / "manifest.json").read_text())["clips"] for d in (one, two)]
     assert clips[0] == clips[1]
+
+
+def test_a_library_that_cannot_be_unloaded_is_reported_not_silent(monkeypatch, caplog):
+    # Without a private copy the wheel's file is loaded, and trainer.provenance keeps that
+    # file mapped: unloading cannot reset espeak's state, and the log must say so.
+    from trainer.synth import espeak
+    monkeypatch.setattr(espeak, "_engine", None)
+    monkeypatch.setattr(espeak, "_private", None)
+    monkeypatch.delattr(espeak.os, "memfd_create", raising=False)
+    engine_version("espeak")
+    with caplog.at_level("WARNING", logger="trainer.synth.espeak"):
+        synthesize("hey jarvis", "en-us+m3")
+        synthesize("hey jarvis", "en-us+m3")
+    assert espeak._engine.reloads is False
+    assert "depends on what this process said before" in caplog.text

@@ -9,7 +9,8 @@ copy on first use.
 (phases, filter memories) in static variables that no API resets, so one utterance used to
 differ by up to a few hundred samples depending on what the process had said before, and a
 dataset synthesized by two worker processes depended on which worker got which clips. Each call
-after the first therefore unloads the library and loads it afresh (about 1-3 ms). It is loaded
+after the first therefore unloads the library and loads it afresh (about 8 ms on a 2-core
+laptop, most of it espeak listing its voices again: a fifth more per warped clip). It is loaded
 from a private in-memory copy (Linux ``memfd``) so that no other loader of the same file (e.g.
 ``trainer.provenance``) keeps it mapped and its state alive; where that is not possible and the
 unload does not take, a warning says that bits then depend on call order.

@@ -5,12 +5,13 @@ needed. espeak-ng is one process-global C library with global state (current voi
 the synth callback), so every call goes through one lock; worker processes each load their own
 copy on first use.
 
-``synthesize`` is a pure function of its arguments, bit for bit: espeak keeps waveform state
-(phases, filter memories) in static variables that no API resets, so one utterance used to
-differ by up to a few hundred samples depending on what the process had said before, and a
-dataset synthesized by two worker processes depended on which worker got which clips. Each call
-after the first therefore unloads the library and loads it afresh (about 8 ms on a 2-core
-laptop, most of it espeak listing its voices again: a fifth more per warped clip). It is loaded
+``synthesize`` is a pure function of its arguments, bit for bit: espeak keeps synthesis state
+in static variables that no API resets (not even espeak_Terminate then espeak_Initialize), so
+one utterance used to differ by up to a few hundred samples depending on what the process had
+said before, and a dataset synthesized by two worker processes depended on which worker got
+which clips. Each call after the first therefore unloads the library and loads it afresh
+(about 8 ms on a shared 2-core machine, most of it espeak listing its voices again: about a
+fifth more per warped dataset clip, 3% more for negative streams). It is loaded
 from a private in-memory copy (Linux ``memfd``) so that no other loader of the same file (e.g.
 ``trainer.provenance``) keeps it mapped and its state alive; where that is not possible and the
 unload does not take, a warning says that bits then depend on call order.

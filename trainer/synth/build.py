@@ -12,6 +12,11 @@ most on voices never heard in training; Pico's two voices are training voices on
 ``licence_clean`` keeps to the engines whose licences allow commercial use of their output
 (espeak-ng and SVOX Pico; DECtalk's licence is unclear): see ``trainer.provenance``. The manifest
 records the engines, voices, clip counts and licences (``provenance``).
+
+Every clip's text, voice, settings and warp seed are drawn up front from ``seed`` in clip
+order, and each engine call depends on its own arguments only (espeak is reloaded after each
+utterance, see ``trainer/synth/espeak.py``), so a dataset is the same bit for bit whichever
+worker process renders which clip, and whatever ``workers`` is.
 """
 
 from __future__ import annotations

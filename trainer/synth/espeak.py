@@ -5,6 +5,17 @@ needed. espeak-ng is one process-global C library with global state (current voi
 the synth callback), so every call goes through one lock; worker processes each load their own
 copy on first use.
 
+``synthesize`` is a pure function of its arguments, bit for bit: espeak keeps synthesis state
+in static variables that no API resets (not even espeak_Terminate then espeak_Initialize), so
+one utterance used to differ by up to a few hundred samples depending on what the process had
+said before, and a dataset synthesized by two worker processes depended on which worker got
+which clips. Each call after the first therefore unloads the library and loads it afresh
+(about 8 ms on a shared 2-core machine, most of it espeak listing its voices again: about a
+fifth more per warped dataset clip, 3% more for negative streams). It is loaded
+from a private in-memory copy (Linux ``memfd``) so that no other loader of the same file (e.g.
+``trainer.provenance``) keeps it mapped and its state alive; where that is not possible and the
+unload does not take, a warning says that bits then depend on call order.
+
 Voices are "base+variant" identifiers such as ``en-us+m3`` or ``en-gb-scotland+klatt``: the base
 chooses accent and pronunciation rules, the variant chooses speaker colour (pitch, formants,
 glottal source). ``list_voices`` gives the English bases crossed with a set of natural-sounding
@@ -13,7 +24,9 @@ variants (the novelty variants, robots and demons, are left out).
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -23,6 +36,8 @@ import numpy as np
 from sentry.audio import resample
 from sentry.constants import SAMPLE_RATE
 from trainer.errors import TrainerError
+
+log = logging.getLogger(__name__)
 
 ESPEAK_RATE = 22_050
 """Hz. espeak-ng's native output rate; checked against what espeak_Initialize reports."""
@@ -73,11 +88,19 @@ class _Engine:
     pid: int
     variants: frozenset[str]
     """Variant names espeak has files for; it silently ignores unknown ones, so we check."""
+    path: str = ""
+    """What dlopen was given: the private copy (``_private_copy``) or the wheel's file."""
+    spoken: bool = False
+    """True once this load has synthesized: the next call loads a fresh library first."""
+    reloads: bool = True
+    """False where unloading does not take (the library stays mapped): state then carries over."""
 
 
 _lock = threading.Lock()
 _engine: _Engine | None = None
 _chunks: list[np.ndarray] = []
+_private: tuple[int, str] | None = None
+"""(pid, path) of this process's private copy of the library."""
 
 
 def _collect(wav, n_samples: int, _events) -> int:
@@ -87,11 +110,55 @@ def _collect(wav, n_samples: int, _events) -> int:
     return 0
 
 
+def _private_copy(lib_path: str) -> str:
+    """A path to the library that only this module opens, so that unloading it really unmaps
+    it: an in-memory file on Linux (no file left behind), else the wheel's own file."""
+    global _private
+    if _private is not None and _private[0] == os.getpid():
+        return _private[1]
+    path = lib_path
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        try:
+            fd = os.memfd_create("hark-libespeak-ng")
+            with open(lib_path, "rb") as source:
+                os.write(fd, source.read())
+            path = f"/proc/self/fd/{fd}"  # the descriptor stays open for reloads
+        except OSError:
+            path = lib_path
+    _private = (os.getpid(), path)
+    return path
+
+
+def _unload(engine: _Engine) -> bool:
+    """Terminate espeak and unmap the library; True if it is really gone (its state with it)."""
+    engine.lib.espeak_Terminate()
+    dlclose = getattr(_ctypes, "dlclose", None)
+    if dlclose is None:  # Windows: no dlclose; espeak is reinitialised in place
+        return False
+    dlclose(engine.lib._handle)
+    try:
+        still = ctypes.CDLL(engine.path, mode=os.RTLD_NOLOAD)
+    except OSError:
+        return True
+    dlclose(still._handle)
+    return False
+
+
 def _load() -> _Engine:
-    """Load and initialise libespeak-ng once per process (a forked child re-initialises)."""
+    """libespeak-ng, loaded and initialised, in the state of a fresh process: once per process
+    (a forked child re-initialises), and again after every utterance (see the module's doc)."""
     global _engine
+    reloads = True
     if _engine is not None and _engine.pid == os.getpid():
-        return _engine
+        if not _engine.spoken or not _engine.reloads:
+            return _engine
+        reloads = _unload(_engine)
+        if not reloads:
+            log.warning("libespeak-ng stays loaded after unloading (%s), so its waveform state "
+                        "carries from one utterance to the next: synthesized audio now depends "
+                        "on what this process said before (a few samples, not the words)",
+                        _engine.path)
+        _engine = None
     try:
         import espeakng_loader
     except ImportError as exc:
@@ -101,8 +168,9 @@ def _load() -> _Engine:
         ) from exc
     lib_path = espeakng_loader.get_library_path()
     data_path = espeakng_loader.get_data_path()
+    path = _private_copy(lib_path)
     try:
-        lib = ctypes.CDLL(lib_path)
+        lib = ctypes.CDLL(path)
     except OSError as exc:
         raise TrainerError(f"cannot load libespeak-ng from {lib_path}: {exc}. "
                            "Fix: pip install --force-reinstall espeakng-loader") from exc
@@ -134,7 +202,8 @@ def _load() -> _Engine:
     lib.espeak_SetSynthCallback(callback)
     variant_dir = os.path.join(data_path, "voices", "!v")
     variants = frozenset(os.listdir(variant_dir)) if os.path.isdir(variant_dir) else frozenset()
-    _engine = _Engine(lib=lib, callback=callback, pid=os.getpid(), variants=variants)
+    _engine = _Engine(lib=lib, callback=callback, pid=os.getpid(), variants=variants, path=path,
+                      reloads=reloads)
     return _engine
 
 
@@ -189,10 +258,10 @@ def synthesize(
                              (_PARAM_RANGE, pitch_range), (_PARAM_VOLUME, VOLUME)):
             lib.espeak_SetParameter(param, value, 0)
         _chunks.clear()
-        # espeak draws on rand() for noise sources; seeding it removes that variation. espeak
-        # also keeps waveform state between utterances, so the same call can still differ by a
-        # few samples depending on what was spoken before: content is reproducible, bits not.
+        # espeak draws on rand() for noise sources; seeding it removes that variation. The
+        # rest of its state is fresh: _load reloaded the library after the last utterance.
         lib.espeak_ng_SetRandSeed(RAND_SEED)
+        engine.spoken = True
         status = lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
         lib.espeak_Synchronize()
         pcm = np.concatenate(_chunks) if _chunks else np.zeros(0, np.int16)

@@ -382,7 +382,8 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
     else:
         train_step = "train"
     resume = (run_dir / LAST).is_file()
-    begin(train_step, f"training {'(resuming) ' if resume else ''}in {run_dir}")
+    begin(train_step, f"training {'round 2, with the mined false accepts, ' if recipe.mined else ''}"
+                      f"{'(resuming) ' if resume else ''}in {run_dir}")
     result = train(config, run_dir, resume=resume, progress=progress, plugins=plugins)
     step(train_step)
 

@@ -115,8 +115,35 @@ def features_for(pcm: np.ndarray) -> np.ndarray:
     return dequantize(int8_features_for(pcm))
 
 
-def batch_features(pcm: np.ndarray) -> np.ndarray:
-    """float32 [B, samples] -> float32 [B, slices, N_FEATURES], one fresh frontend per row."""
-    rows = [features_for(row) for row in np.asarray(pcm)]
-    return np.stack(rows) if rows else np.zeros((0, n_slices(pcm.shape[-1]), N_FEATURES), np.float32)
+WARMUP_SAMPLES = 100 * STEP_SAMPLES
+"""1 s: audio the frontend hears before a training window. Its noise estimate and PCAN gain
+adapt over a few hundred ms; on the chip they have adapted long before any wake word, so a
+window must not start on a fresh frontend's onset (a bright, unnormalised first half second
+the chip never produces)."""
+
+
+def warmed_features(pcm: np.ndarray, extra: int = 0) -> np.ndarray:
+    """float32 16 kHz pcm (a whole number of 10 ms steps) -> float32 [slices, N_FEATURES]:
+    the window's slices from a frontend that first heard the window's opening second
+    mirrored in time (continuous at the join, same noise level), so the frontend has adapted
+    as on a running device. Slices keep the window's own 10 ms framing; the first two
+    also see the end of the warm-up, as slices after earlier audio do on the chip.
+    extra: also return this many warm-up slices before the window's (at most 97)."""
+    pcm = np.asarray(pcm, dtype=np.float32)
+    if len(pcm) % STEP_SAMPLES:
+        raise MicroError(f"warmed_features: {len(pcm)} samples is not a whole number of "
+                         f"{STEP_SAMPLES}-sample steps")
+    lead = pcm[:WARMUP_SAMPLES][::-1]
+    lead = np.concatenate([np.zeros(WARMUP_SAMPLES - len(lead), np.float32), lead])
+    features = features_for(np.concatenate([lead, pcm]))
+    return features[-(len(pcm) // STEP_SAMPLES + extra):]
+
+
+def batch_features(pcm: np.ndarray, extra: int = 0) -> np.ndarray:
+    """float32 [B, samples] -> float32 [B, samples // 160 + extra, N_FEATURES],
+    `warmed_features` of each row."""
+    pcm = np.asarray(pcm)
+    rows = [warmed_features(row, extra) for row in pcm]
+    return np.stack(rows) if rows else np.zeros(
+        (0, pcm.shape[-1] // STEP_SAMPLES + extra, N_FEATURES), np.float32)
 

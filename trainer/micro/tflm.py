@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,15 +99,24 @@ class MicroModel:
         return out
 
 
+@dataclass
+class StreamScores:
+    probs: np.ndarray
+    """uint8, one per Invoke."""
+    stride: int
+    """Feature slices per Invoke."""
+    cpu_s: float
+    """Process CPU seconds of the frontend and the interpreter together."""
+
+
 def stream_probabilities(flatbuffer: bytes, pcm: np.ndarray, arena_size: int = 64 * 1024
-                         ) -> tuple[np.ndarray, float]:
-    """float32 16 kHz pcm -> (uint8 probabilities per step, CPU seconds of frontend + model),
-    a fresh frontend and a fresh interpreter, fed 10 ms at a time as the chip is."""
+                         ) -> StreamScores:
+    """float32 16 kHz pcm through a fresh frontend and a fresh interpreter, 10 ms of audio
+    at a time as on the chip."""
     from .features import StreamingFrontend, quantize, to_int16
     model = MicroModel(flatbuffer, arena_size)
     frontend = StreamingFrontend()
     samples = to_int16(pcm)
     started = time.process_time()
-    raw = frontend.process(samples)
-    probs = model.feed(quantize(raw))
-    return probs, time.process_time() - started
+    probs = model.feed(quantize(frontend.process(samples)))
+    return StreamScores(probs, model.stride, time.process_time() - started)

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 MICRO_DIR = "micro"
 CHECKPOINT = "micro.pt"
+NEGATIVE_STEPS = 8
+"""Newest steps of a negative window that are trained towards 0 (240 ms): ESPHome averages
+several consecutive steps, and each is a free negative example. Positives train only the
+newest step, the one that sees the word just ended."""
 LOG_MEL_ONLY = ("mel_warp",)
 """Augmentations that assume the main log-mel frontend; skipped for the micro features."""
 
@@ -73,12 +77,20 @@ def _batches(sampler: WindowSampler, seed: int, limit: int):
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """logits [B, steps]: the newest step for every window, plus the NEGATIVE_STEPS newest
+    steps of negative windows."""
     target = labels * (1 - smoothing) + 0.5 * smoothing
-    return nn.functional.binary_cross_entropy_with_logits(logits, target)
+    newest = nn.functional.binary_cross_entropy_with_logits(logits[:, -1], target, reduction="none")
+    recent = logits[:, -NEGATIVE_STEPS:]
+    negative = nn.functional.binary_cross_entropy_with_logits(
+        recent, torch.full_like(recent, 0.5 * smoothing), reduction="none").mean(dim=1)
+    return torch.where(labels > 0.5, newest, (newest + negative) / 2).mean()
 
 
-def features_tensor(pcm: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(batch_features(pcm.numpy()))
+def features_tensor(pcm: torch.Tensor, stride: int = 3) -> torch.Tensor:
+    """Warmed micro features of each window plus NEGATIVE_STEPS steps of warm-up before it,
+    so that every trained step sees real audio across its whole receptive field."""
+    return torch.from_numpy(batch_features(pcm.numpy(), extra=NEGATIVE_STEPS * stride))
 
 
 @torch.no_grad()
@@ -86,7 +98,7 @@ def validate(model: MicroNet, sampler: WindowSampler, seed: int, limit: int) -> 
     model.eval()
     total, n = 0.0, 0
     for pcm, labels in _batches(sampler, seed, limit):
-        logits = model(features_tensor(pcm))[:, -1]
+        logits = model(features_tensor(pcm, model.config.stride))
         total += float(_loss(logits, labels, 0.0)) * len(labels)
         n += len(labels)
     return total / max(n, 1)
@@ -130,8 +142,8 @@ def train_micro(dataset: Path | str, run_dir: Path, *, wake_word: str,
         for pcm, labels in _batches(train_sampler, epoch_seed, train.max_batches):
             with torch.no_grad():
                 pcm = augmenter.waveform(pcm, labels, gen)
-                feats = augmenter.features(features_tensor(pcm), labels, gen)
-            loss = _loss(model(feats)[:, -1], labels, train.label_smoothing)
+                feats = augmenter.features(features_tensor(pcm, net.stride), labels, gen)
+            loss = _loss(model(feats), labels, train.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -183,4 +195,4 @@ def load_checkpoint(path: Path) -> MicroCheckpoint:
 def window_scores(model: MicroNet, pcm: np.ndarray) -> np.ndarray:
     """float32 [B, samples] -> probabilities of each window's newest step (fp32 torch)."""
     with torch.no_grad():
-        return torch.sigmoid(model.eval()(features_tensor(torch.from_numpy(pcm)))[:, -1]).numpy()
+        return torch.sigmoid(model.eval()(features_tensor(torch.from_numpy(pcm), model.config.stride))[:, -1]).numpy()

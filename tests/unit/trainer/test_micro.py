@@ -125,3 +125,17 @@ def test_export_without_the_extra_names_it(monkeypatch, tmp_path):
     assert result.exit_code == 1
     assert "tensorflow" in result.output and "hark-wakeword[esphome]" in result.output
     assert "Traceback" not in result.output
+
+
+def test_warmed_window_has_no_fresh_frontend_onset():
+    pytest.importorskip("pymicro_features")
+    from trainer.micro.features import features_for, warmed_features
+    noise = (np.random.default_rng(3).standard_normal(24_000) * 0.01).astype(np.float32)
+    fresh, warmed = features_for(noise), warmed_features(noise)
+    assert warmed.shape == (150, 40)
+    steady = warmed[-50:].mean()
+    # A fresh frontend's noise estimate starts at zero: its first slices are far too bright.
+    assert fresh[:20].mean() > 3 * steady
+    assert abs(warmed[:20].mean() - steady) < 0.25 * steady
+    assert warmed_features(noise, extra=24).shape == (174, 40)
+    np.testing.assert_array_equal(warmed_features(noise, extra=24)[24:], warmed)

@@ -99,3 +99,31 @@ def test_measured_arena_is_the_smallest_that_runs(tmp_path, flatbuffer):
     assert _fits(path, arena)
     assert not _fits(path, arena - 16)
     assert 4096 < arena < 64 * 1024
+
+
+def _esphome() -> str:
+    import os
+    import shutil
+    found = os.environ.get("HARK_ESPHOME") or shutil.which("esphome")
+    if not found:
+        pytest.skip("esphome is not installed (set HARK_ESPHOME to its executable)")
+    return found
+
+
+def test_esphome_config_accepts_the_manifest(tmp_path, flatbuffer):
+    import json
+    from trainer.micro.esphome import esphome_config, manifest_dict
+    esphome = _esphome()
+    (tmp_path / "hey_test.tflite").write_bytes(flatbuffer)
+    manifest = manifest_dict(wake_word="hey test", model_file="hey_test.tflite", cutoff=0.9,
+                             arena=30_000, author="Hark tests", website="https://example.org",
+                             languages=["en"])
+    good = tmp_path / "hey_test.json"
+    good.write_text(json.dumps(manifest))
+    valid, output = esphome_config(good, esphome, workdir=tmp_path)
+    assert valid, output[-3000:]
+    del manifest["micro"]["tensor_arena_size"]  # ESPHome's v2 schema requires it
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(manifest))
+    valid, output = esphome_config(bad, esphome, workdir=tmp_path)
+    assert not valid and "manifest" in output.lower()

@@ -1,0 +1,49 @@
+"""`hark export-esphome`: the ESPHome micro_wake_word files from a run folder.
+
+Imports only click here: TensorFlow and torch load when the command runs, so `hark` starts
+without the [esphome] extra and says how to install it when the command is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trainer.clitools import fail_cleanly as _clean
+
+
+@click.command(name="export-esphome")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for NAME.tflite and NAME.json. Default: RUN_DIR/esphome.")
+@click.option("--name", help="File name stem. Default: the wake word, e.g. hey_jarvis.")
+@click.option("--target-fa", type=click.FloatRange(min=0.0), default=0.5, show_default=True,
+              help="False accepts per hour allowed on the validation negatives when choosing "
+                   "probability_cutoff.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs when the micro student is "
+                                                           "trained (default 6).")
+@click.option("--retrain", is_flag=True, help="Train the micro student again even if "
+                                              "RUN_DIR/micro/micro.pt exists.")
+@click.option("--author", default="Hark", show_default=True, help="The manifest's author.")
+@click.option("--website", default="https://github.com/hark-wakeword/hark", show_default=True,
+              help="The manifest's website (a URL).")
+@click.option("--language", "languages", multiple=True, default=("en",), show_default=True,
+              help="A trained language for the manifest; repeat for several.")
+@_clean
+def export_esphome(run_dir: Path, out, name, target_fa: float, epochs, retrain: bool, author: str,
+                   website: str, languages: tuple[str, ...]) -> None:
+    """Export RUN_DIR for ESPHome's micro_wake_word (needs the esphome extra).
+
+    Trains a streaming int8 student on the chip's own features (TFLite Micro frontend) when
+    RUN_DIR has none yet (a few CPU minutes), converts it to NAME.tflite, measures its tensor
+    arena in TFLite Micro, chooses probability_cutoff on the validation split, and writes the
+    v2 manifest NAME.json. In ESPHome: `micro_wake_word: models: - model: path/NAME.json`."""
+    from trainer.micro.esphome import export_esphome as run_export
+    result = run_export(run_dir, out, name=name, target_fa=target_fa, retrain=retrain,
+                        epochs=epochs, author=author, website=website, languages=languages)
+    v = result.validation
+    click.echo(f"wrote {result.manifest} and {result.tflite.name}: {result.size_bytes / 1024:.1f} KB "
+               f"int8, {result.parameters} parameters, tensor arena {result.tensor_arena_size} "
+               f"bytes; probability_cutoff {v.cutoff:.2f} (validation: FRR {v.frr:.1%}, "
+               f"{v.fa_per_hour:.2f} FA/h)")

@@ -31,6 +31,7 @@ from sentry.constants import SAMPLE_RATE
 from trainer.audio import load_audio
 from trainer.evaluate import EvalSet, build_positive_stream, match_detections
 from trainer.micro.decide import detections
+from trainer.thresholds import frr_at_fa_rate
 from trainer.micro.esphome import esphome_config, sweep, with_noise_floor
 from trainer.micro.tflm import measure_arena, stream_probabilities
 
@@ -66,8 +67,7 @@ def evaluate(name: str, manifest_path: Path, audio: dict) -> dict:
     rows = sweep(pos, audio["regions"], neg, neg_hours, stride=stride, window=window)
     best = {}
     for rate in FA_RATES:
-        within = [r.frr for r in rows if r.fa_per_hour <= rate]
-        best[str(rate)] = min(within) if within else None
+        best[str(rate)] = frr_at_fa_rate(rows, rate)
     return {"system": name, "manifest": str(manifest_path), "size_bytes": len(flatbuffer),
             "tensor_arena_bytes": arena, "manifest_arena_bytes": micro["tensor_arena_size"],
             "stride": stride, "probability_cutoff": cutoff, "sliding_window_size": window,

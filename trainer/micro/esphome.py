@@ -5,10 +5,10 @@ The steps, each its own function so the benchmark and the tests call the same co
    dataset RUN_DIR/config.toml names when it is not there yet (`ensure_student`);
 2. int8 conversion, calibrated on a stream of training clips (`calibration_streams`);
 3. the tensor arena, measured in the TFLite Micro interpreter (`tflm.measure_arena`);
-4. probability_cutoff, chosen on the validation split only (held-out sets never choose):
-   the lowest cutoff whose false accepts per hour on the validation negatives stay within
-   the target, scored in TFLite Micro fed by the chip's frontend and decided as ESPHome
-   decides (`choose_cutoff`);
+4. probability_cutoff, chosen as the main trainer chooses its threshold (the same grid, the
+   same rule `trainer.thresholds.recommend_threshold`, on the same eval set, never a
+   held-out one; the validation split when the dataset has no eval sets), on scores from
+   TFLite Micro fed by the chip's frontend and decided as ESPHome decides (`sweep`);
 5. the v2 manifest, with only the keys ESPHome's schema allows (it rejects others); what
    Hark measured goes to NAME.hark.json beside it.
 """
@@ -21,7 +21,7 @@ import os
 import re
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,6 @@ MINIMUM_ESPHOME_VERSION = "2024.7.0"
 SLIDING_WINDOW_SIZE = 5
 """Invokes averaged by ESPHome before deciding: 5 x 30 ms."""
 DEFAULT_TARGET_FA_PER_HOUR = 0.5
-CUTOFF_GRID = np.round(np.arange(0.05, 0.99, 0.01), 2)
 CALIBRATION_CLIPS = 120
 """Training clips of each kind (positive, negative) in the int8 calibration stream."""
 GAP_S = 0.5
@@ -122,7 +121,10 @@ def calibration_streams(dataset: Path, seed: int = 0) -> list[np.ndarray]:
 
 
 @dataclass
-class ValidationAudio:
+class ChoosingAudio:
+    """The audio probability_cutoff is chosen on: positives laid in a stream, and negatives."""
+
+    source: str
     positive: np.ndarray
     regions: list[tuple[float, float]]
     negative: np.ndarray
@@ -132,9 +134,24 @@ class ValidationAudio:
         return len(self.negative) / SAMPLE_RATE / 3600
 
 
-def validation_audio(dataset: Path, seed: int = 0) -> ValidationAudio:
-    """The validation split as streams: positives with gaps, negatives (speech, neighbours,
-    then the background noise) end to end."""
+def eval_set_audio(eval_root: Path, seed: int = 0) -> ChoosingAudio:
+    """The eval set the main trainer chooses its threshold on (`trainer.thresholds.
+    threshold_chooser`: the espeak test-split voices; never a held-out set)."""
+    from ..evaluate import build_positive_stream, find_eval_sets
+    from ..thresholds import threshold_chooser
+    sets = {s.name: s for s in find_eval_sets(eval_root)}
+    chosen = sets[threshold_chooser(list(sets))]
+    positive, regions = build_positive_stream(chosen.positives(), np.random.default_rng(seed))
+    from ..audio import load_audio
+    negative = load_audio(chosen.folder / "negative_stream.wav")
+    return ChoosingAudio(f"eval set {chosen.folder}", with_noise_floor(positive, seed), regions,
+                         with_noise_floor(negative, seed + 1))
+
+
+def validation_audio(dataset: Path, seed: int = 0) -> ChoosingAudio:
+    """Without eval sets: the validation split as streams, positives with gaps, negatives
+    (speech, neighbours, then the background noise) end to end. Neighbours are dense here
+    (one every second or so), so FA/h reads far higher than on a recording of a room."""
     from ..audio import load_audio
     from ..dataset import load_dataset
     from ..evaluate import build_positive_stream
@@ -143,39 +160,35 @@ def validation_audio(dataset: Path, seed: int = 0) -> ValidationAudio:
     if not positives:
         raise MicroError(f"{dataset}: no validation positives to choose probability_cutoff on")
     positive, regions = build_positive_stream(positives, np.random.default_rng(seed))
-    positive = with_noise_floor(positive, seed)
     negatives = [load_audio(c.path) for label in ("negative", "hard_negative")
                  for c in data.select(label, "val")]
     negatives += [load_audio(c.path) for c in data.select("background")]
-    return ValidationAudio(positive, regions, _concat(negatives))
+    return ChoosingAudio(f"validation split of {dataset}", with_noise_floor(positive, seed),
+                         regions, _concat(negatives))
 
 
-@dataclass
-class Operating:
-    cutoff: float
-    frr: float
-    fa_per_hour: float
+def choosing_audio(dataset: Path, eval_root: Path | None) -> ChoosingAudio:
+    eval_root = eval_root if eval_root is not None else dataset / "eval"
+    if eval_root.is_dir():
+        return eval_set_audio(eval_root)
+    return validation_audio(dataset)
 
 
 def sweep(pos_probs: np.ndarray, regions, neg_probs: np.ndarray, neg_hours: float, *,
-          stride: int, window: int = SLIDING_WINDOW_SIZE, grid=CUTOFF_GRID) -> list[Operating]:
-    """FRR and FA/h at each cutoff, ESPHome's decision on uint8 probabilities."""
+          stride: int, window: int = SLIDING_WINDOW_SIZE, grid=None) -> list[dict]:
+    """Rows {threshold, frr, fa_per_hour} on the main trainer's grid, ESPHome's decision on
+    uint8 probabilities (threshold = probability_cutoff)."""
     from ..evaluate import match_detections
+    from ..thresholds import sweep_grid
     rows = []
-    for cutoff in grid:
+    for cutoff in (sweep_grid() if grid is None else grid):
         hits, _ = match_detections(detections(pos_probs, cutoff=float(cutoff), window=window,
                                               stride=stride, step_ms=FEATURE_STEP_MS), regions)
         false = len(detections(neg_probs, cutoff=float(cutoff), window=window, stride=stride,
                                step_ms=FEATURE_STEP_MS))
-        rows.append(Operating(float(cutoff), 1 - hits / len(regions), false / neg_hours))
+        rows.append({"threshold": float(cutoff), "frr": 1 - hits / len(regions),
+                     "fa_per_hour": false / neg_hours})
     return rows
-
-
-def choose_cutoff(rows: list[Operating], target_fa: float) -> Operating:
-    """The lowest cutoff within the false-accept target (the best FRR there); else the
-    highest cutoff of the grid."""
-    within = [r for r in rows if r.fa_per_hour <= target_fa]
-    return min(within, key=lambda r: r.cutoff) if within else max(rows, key=lambda r: r.cutoff)
 
 
 @dataclass
@@ -185,7 +198,8 @@ class EsphomeExport:
     report: Path
     size_bytes: int
     tensor_arena_size: int
-    validation: Operating
+    chosen: dict
+    """The sweep row shipped (trainer.thresholds.recommend_threshold) and where."""
     parameters: int
     extra: dict = field(default_factory=dict)
 
@@ -201,7 +215,7 @@ def manifest_dict(*, wake_word: str, model_file: str, cutoff: float, arena: int,
         "trained_languages": languages,
         "version": MANIFEST_VERSION,
         "micro": {
-            "probability_cutoff": round(cutoff, 2),
+            "probability_cutoff": round(cutoff, 3),
             "sliding_window_size": SLIDING_WINDOW_SIZE,
             "feature_step_size": FEATURE_STEP_MS,
             "tensor_arena_size": arena,
@@ -211,13 +225,15 @@ def manifest_dict(*, wake_word: str, model_file: str, cutoff: float, arena: int,
 
 
 def export_esphome(run_dir: Path, out: Path | None = None, *, name: str | None = None,
-                   target_fa: float = DEFAULT_TARGET_FA_PER_HOUR, retrain: bool = False,
+                   target_fa: float = DEFAULT_TARGET_FA_PER_HOUR, eval_root: Path | None = None,
+                   retrain: bool = False,
                    epochs: int | None = None, author: str = DEFAULT_AUTHOR,
                    website: str = DEFAULT_WEBSITE, languages: tuple[str, ...] = ("en",)
                    ) -> EsphomeExport:
     require_extra()
     from sentry.files import atomic_write
     from .model import count_parameters
+    from ..thresholds import recommend_threshold
     from .streaming import convert_int8
     run_dir = Path(run_dir)
     student = ensure_student(run_dir, retrain=retrain, epochs=epochs)
@@ -232,15 +248,15 @@ def export_esphome(run_dir: Path, out: Path | None = None, *, name: str | None =
         handle.write(flatbuffer)
     log.info("measuring the tensor arena in TFLite Micro")
     arena = measure_arena(tflite)
-    log.info("choosing probability_cutoff on the validation split")
-    audio = validation_audio(dataset)
+    audio = choosing_audio(dataset, eval_root)
+    log.info("choosing probability_cutoff on the %s", audio.source)
     pos = stream_probabilities(flatbuffer, audio.positive, arena)
     neg = stream_probabilities(flatbuffer, audio.negative, arena)
     rows = sweep(pos.probs, audio.regions, neg.probs, audio.negative_hours, stride=pos.stride)
-    chosen = choose_cutoff(rows, target_fa)
+    chosen = {**recommend_threshold(rows, target_fa), "chosen_on": audio.source}
     manifest = out / f"{name}.json"
     write_text_atomic(manifest, json.dumps(manifest_dict(
-        wake_word=student.wake_word, model_file=tflite.name, cutoff=chosen.cutoff, arena=arena,
+        wake_word=student.wake_word, model_file=tflite.name, cutoff=chosen["threshold"], arena=arena,
         author=author, website=website, languages=list(languages)), indent=2) + "\n")
     report = out / f"{name}.hark.json"
     write_text_atomic(report, json.dumps({
@@ -249,9 +265,8 @@ def export_esphome(run_dir: Path, out: Path | None = None, *, name: str | None =
         "size_bytes": len(flatbuffer), "tensor_arena_size": arena,
         "arena_note": "smallest arena that allocates and invokes in PyPI tflite-micro on this "
                       "(64-bit) host; a 32-bit ESP32 needs no more",
-        "target_fa_per_hour": target_fa, "validation_negative_hours": audio.negative_hours,
-        "validation_positives": len(audio.regions), "chosen": asdict(chosen),
-        "sweep": [asdict(r) for r in rows]}, indent=2) + "\n")
+        "cutoff_chosen_on": audio.source, "negative_hours": audio.negative_hours,
+        "positives": len(audio.regions), "chosen": chosen, "sweep": rows}, indent=2) + "\n")
     return EsphomeExport(tflite, manifest, report, len(flatbuffer), arena, chosen,
                          count_parameters(student.model))
 

@@ -120,21 +120,28 @@ WARMUP_SAMPLES = 100 * STEP_SAMPLES
 adapt over a few hundred ms; on the chip they have adapted long before any wake word, so a
 window must not start on a fresh frontend's onset (a bright, unnormalised first half second
 the chip never produces)."""
+WARMUP_SOURCE_SAMPLES = 25 * STEP_SAMPLES
+"""The warm-up is built from the window's first 250 ms: in a positive window that is the
+room before the word (the word ends >= 1 s later), in a negative one the speech or noise
+that continues into the window, i.e. what the chip would have heard just before."""
 
 
 def warmed_features(pcm: np.ndarray, extra: int = 0) -> np.ndarray:
     """float32 16 kHz pcm (a whole number of 10 ms steps) -> float32 [slices, N_FEATURES]:
-    the window's slices from a frontend that first heard the window's opening second
-    mirrored in time (continuous at the join, same noise level), so the frontend has adapted
-    as on a running device. Slices keep the window's own 10 ms framing; the first two
-    also see the end of the warm-up, as slices after earlier audio do on the chip.
+    the window's slices from a frontend that first heard 1 s built from the window's first
+    250 ms played forwards and backwards in turn (continuous at every join and at the
+    window's start), so the frontend has adapted as on a running device. Slices keep the
+    window's own 10 ms framing; the first two also see the end of the warm-up, as slices
+    after earlier audio do on the chip.
     extra: also return this many warm-up slices before the window's (at most 97)."""
     pcm = np.asarray(pcm, dtype=np.float32)
-    if len(pcm) % STEP_SAMPLES:
+    if len(pcm) % STEP_SAMPLES or len(pcm) < WARMUP_SOURCE_SAMPLES:
         raise MicroError(f"warmed_features: {len(pcm)} samples is not a whole number of "
-                         f"{STEP_SAMPLES}-sample steps")
-    lead = pcm[:WARMUP_SAMPLES][::-1]
-    lead = np.concatenate([np.zeros(WARMUP_SAMPLES - len(lead), np.float32), lead])
+                         f"{STEP_SAMPLES}-sample steps of at least {WARMUP_SOURCE_SAMPLES}")
+    head = pcm[:WARMUP_SOURCE_SAMPLES]
+    reps = WARMUP_SAMPLES // WARMUP_SOURCE_SAMPLES
+    # ..., head, reversed head | window: the sample before the window's first is its first.
+    lead = np.concatenate([head if (reps - i) % 2 == 0 else head[::-1] for i in range(reps)])
     features = features_for(np.concatenate([lead, pcm]))
     return features[-(len(pcm) // STEP_SAMPLES + extra):]
 

@@ -4,10 +4,11 @@ The windows are the main trainer's (`trainer.data.WindowSampler`: end-aligned po
 speech, phonetic neighbours, cut-off positives, background-only windows, a noise floor) and
 so is the waveform augmentation (the configured plugin chain: noise at an SNR, low-pass,
 gain, ...). Then each window goes through the TFLite Micro frontend from a fresh state and
-ESPHome's int8 mapping (`trainer.micro.features`), and the feature-stage plugins (SpecAugment)
-follow. The loss is on the newest step of each 1.5 s window, the score the chip would emit
-as the window's last slice arrives. The log-mel-specific mel_warp step is left out: it
-assumes the main frontend's mel bins.
+ESPHome's int8 mapping (`trainer.micro.features`), and the feature-stage plugins follow
+(mel_warp stretches the channel axis, which is mel-spaced here too; SpecAugment masks), after
+which values are put back on the int8 input's lattice, the only values the chip can feed.
+The loss is on the newest step of each 1.5 s window, the score the chip would emit as the
+window's last slice arrives, and for negative windows also on the NEGATIVE_STEPS before it.
 
 The result is RUN/micro/micro.pt: the weights (best validation loss), the network's shape,
 the wake word, the dataset, the training settings. Load it with `load_checkpoint`.
@@ -32,7 +33,7 @@ from ..data import WindowSampler, load_pools, open_dataset
 from ..hookspecs import AugmentContext, AugmentState
 from ..plugins import PluginManager
 from . import MicroError
-from .features import batch_features
+from .features import INPUT_SCALE, batch_features
 from .model import MicroConfig, MicroNet, count_parameters
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,11 @@ NEGATIVE_STEPS = 8
 """Newest steps of a negative window that are trained towards 0 (240 ms): ESPHome averages
 several consecutive steps, and each is a free negative example. Positives train only the
 newest step, the one that sees the word just ended."""
-LOG_MEL_ONLY = ("mel_warp",)
-"""Augmentations that assume the main log-mel frontend; skipped for the micro features."""
 
 
 @dataclass(frozen=True)
 class MicroTrainConfig:
-    epochs: int = 6
+    epochs: int = 8
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 1e-3
@@ -62,11 +61,15 @@ class MicroTrainConfig:
 
 
 def base_config(dataset: Path | str, wake_word: str, train: MicroTrainConfig) -> Config:
-    """The main trainer's data and augmentation defaults for `dataset`, minus LOG_MEL_ONLY."""
-    config = load_config(None, {"data.dataset": str(dataset), "wake_word": wake_word,
-                                "train.batch_size": train.batch_size, "train.seed": train.seed})
-    chain = tuple(n for n in config.augment.chain if n not in LOG_MEL_ONLY)
-    return dataclasses.replace(config, augment=dataclasses.replace(config.augment, chain=chain))
+    """The main trainer's data and augmentation defaults for `dataset`."""
+    return load_config(None, {"data.dataset": str(dataset), "wake_word": wake_word,
+                              "train.batch_size": train.batch_size, "train.seed": train.seed})
+
+
+def on_lattice(features: torch.Tensor) -> torch.Tensor:
+    """Round float features to the nearest value the int8 input represents."""
+    q = torch.round(features / INPUT_SCALE).clamp(0, 255)
+    return q * INPUT_SCALE
 
 
 def _batches(sampler: WindowSampler, seed: int, limit: int):
@@ -142,7 +145,7 @@ def train_micro(dataset: Path | str, run_dir: Path, *, wake_word: str,
         for pcm, labels in _batches(train_sampler, epoch_seed, train.max_batches):
             with torch.no_grad():
                 pcm = augmenter.waveform(pcm, labels, gen)
-                feats = augmenter.features(features_tensor(pcm, net.stride), labels, gen)
+                feats = on_lattice(augmenter.features(features_tensor(pcm, net.stride), labels, gen))
             loss = _loss(model(feats), labels, train.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

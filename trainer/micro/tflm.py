@@ -105,8 +105,14 @@ class StreamScores:
     """uint8, one per Invoke."""
     stride: int
     """Feature slices per Invoke."""
-    cpu_s: float
-    """Process CPU seconds of the frontend and the interpreter together."""
+    frontend_cpu_s: float
+    """Process CPU seconds in the frontend and ESPHome's int8 mapping."""
+    model_cpu_s: float
+    """Process CPU seconds in the interpreter (set input, Invoke, read output)."""
+
+    @property
+    def cpu_s(self) -> float:
+        return self.frontend_cpu_s + self.model_cpu_s
 
 
 def stream_probabilities(flatbuffer: bytes, pcm: np.ndarray, arena_size: int = 64 * 1024
@@ -118,5 +124,7 @@ def stream_probabilities(flatbuffer: bytes, pcm: np.ndarray, arena_size: int = 6
     frontend = StreamingFrontend()
     samples = to_int16(pcm)
     started = time.process_time()
-    probs = model.feed(quantize(frontend.process(samples)))
-    return StreamScores(probs, model.stride, time.process_time() - started)
+    features = quantize(frontend.process(samples))
+    between = time.process_time()
+    probs = model.feed(features)
+    return StreamScores(probs, model.stride, between - started, time.process_time() - between)

@@ -25,7 +25,7 @@ from trainer.clitools import fail_cleanly as _clean
               help="Eval sets to choose the cutoff on. Default: DATASET/eval when present "
                    "(its espeak set, never heldout), else the dataset's validation split.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs when the micro student is "
-                                                           "trained (default 8).")
+                                                           "trained (default 6).")
 @click.option("--retrain", is_flag=True, help="Train the micro student again even if "
                                               "RUN_DIR/micro/micro.pt exists.")
 @click.option("--author", default="Hark", show_default=True, help="The manifest's author.")

@@ -38,6 +38,8 @@ class MicroConfig:
     stride: int = 3
     """Feature slices per step (and per Invoke on the chip): 3 x 10 ms."""
     dilations: tuple[int, ...] = (1, 2, 4, 8, 8)
+    dropout: float = 0.0
+    """Dropout on each block's residual branch while training (inference ignores it)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,7 +47,8 @@ class MicroConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "MicroConfig":
         return cls(channels=int(data["channels"]), stride=int(data["stride"]),
-                   dilations=tuple(int(d) for d in data["dilations"]))
+                   dilations=tuple(int(d) for d in data["dilations"]),
+                   dropout=float(data.get("dropout", 0.0)))
 
     def receptive_field_steps(self) -> int:
         return 1 + sum((DW_KERNEL - 1) * d for d in self.dilations)
@@ -64,8 +67,9 @@ def fold_batch_norm(conv_weight: torch.Tensor, conv_bias: torch.Tensor | None,
 
 
 class Block(nn.Module):
-    def __init__(self, channels: int, dilation: int) -> None:
+    def __init__(self, channels: int, dilation: int, dropout: float = 0.0) -> None:
         super().__init__()
+        self.drop = nn.Dropout(dropout)
         self.dilation = dilation
         self.pad = (DW_KERNEL - 1) * dilation
         self.depthwise = nn.Conv1d(channels, channels, DW_KERNEL, dilation=dilation,
@@ -75,7 +79,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.depthwise(nn.functional.pad(x, (self.pad, 0)))
-        return x + torch.relu(self.norm(self.pointwise(y)))
+        return x + self.drop(torch.relu(self.norm(self.pointwise(y))))
 
 
 class MicroNet(nn.Module):
@@ -90,7 +94,8 @@ class MicroNet(nn.Module):
         self.stem = nn.Conv1d(N_FEATURES, config.channels, STEM_KERNEL, stride=config.stride,
                               bias=False)
         self.stem_norm = nn.BatchNorm1d(config.channels)
-        self.blocks = nn.ModuleList(Block(config.channels, d) for d in config.dilations)
+        self.blocks = nn.ModuleList(Block(config.channels, d, config.dropout)
+                                    for d in config.dilations)
         self.head = nn.Linear(config.channels, 1)
 
     def trunk(self, features: torch.Tensor) -> torch.Tensor:

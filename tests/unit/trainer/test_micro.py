@@ -139,3 +139,17 @@ def test_warmed_window_has_no_fresh_frontend_onset():
     assert abs(warmed[:20].mean() - steady) < 0.25 * steady
     assert warmed_features(noise, extra=24).shape == (174, 40)
     np.testing.assert_array_equal(warmed_features(noise, extra=24)[24:], warmed)
+
+
+def test_export_esphome_help():
+    from trainer.cli import main
+    result = CliRunner().invoke(main, ["export-esphome", "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output and "micro_wake_word" in result.output
+
+
+def test_hark_starts_without_loading_tensorflow_or_torch():
+    import subprocess
+    code = ("import sys, trainer.cli; print(sorted(m for m in ('tensorflow', 'torch', "
+            "'tflite_micro') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -21,13 +21,13 @@ import os
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sentry.constants import SAMPLE_RATE
-from sentry.files import write_text_atomic
+from sentry.files import atomic_write, write_text_atomic
 
 from . import ESPHOME_EXTRA_HINT, MicroError
 from .decide import detections
@@ -201,7 +201,6 @@ class EsphomeExport:
     chosen: dict
     """The sweep row shipped (trainer.thresholds.recommend_threshold) and where."""
     parameters: int
-    extra: dict = field(default_factory=dict)
 
 
 def manifest_dict(*, wake_word: str, model_file: str, cutoff: float, arena: int, author: str,
@@ -226,14 +225,12 @@ def manifest_dict(*, wake_word: str, model_file: str, cutoff: float, arena: int,
 
 def export_esphome(run_dir: Path, out: Path | None = None, *, name: str | None = None,
                    target_fa: float = DEFAULT_TARGET_FA_PER_HOUR, eval_root: Path | None = None,
-                   retrain: bool = False,
-                   epochs: int | None = None, author: str = DEFAULT_AUTHOR,
+                   retrain: bool = False, epochs: int | None = None, author: str = DEFAULT_AUTHOR,
                    website: str = DEFAULT_WEBSITE, languages: tuple[str, ...] = ("en",)
                    ) -> EsphomeExport:
     require_extra()
-    from sentry.files import atomic_write
-    from .model import count_parameters
     from ..thresholds import recommend_threshold
+    from .model import count_parameters
     from .streaming import convert_int8
     run_dir = Path(run_dir)
     student = ensure_student(run_dir, retrain=retrain, epochs=epochs)

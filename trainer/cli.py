@@ -358,8 +358,9 @@ def list_plugins(as_json: bool) -> None:
 from .mining.cli import mine as _mine  # noqa: E402 - torch-free, added once main exists
 from .mining.cli import queue as _queue  # noqa: E402
 from .mining.cli import sessions as _sessions  # noqa: E402
+from .micro.cli import export_esphome as _export_esphome  # noqa: E402 - click only
 
-for _command in (_mine, _queue, _sessions):
+for _command in (_mine, _queue, _sessions, _export_esphome):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -203,16 +203,23 @@ class Recipe:
     """Smoothed score at which the first round's activations count as false accepts."""
     judge_target_fa_per_hour: float = 0.1
     """False accepts per hour the cascade may reach on the calibration set."""
+    cascade_sentry_fa_per_hour: float = 5.0
+    """In the cascade the sentry runs at the threshold for this rate alone on the calibration
+    set (it wakes the judge a few times an hour; the judge keeps the rest out)."""
 
     @property
     def mined(self) -> bool:
         return self.name == "mined"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) if self.mined else {"name": self.name}
+        """What trained the models (recorded in the run folder; evaluation settings are not)."""
+        if not self.mined:
+            return {"name": self.name}
+        return {k: v for k, v in asdict(self).items() if k in TRAINING_FIELDS}
 
 
 QUICK = Recipe(name="quick")
+TRAINING_FIELDS = ("name", "round1_epochs", "mine_minutes", "mine_stream_minutes", "mine_threshold")
 
 
 def _claim_run_dir(run_dir: Path, recipe: Recipe) -> None:
@@ -228,6 +235,7 @@ def _claim_run_dir(run_dir: Path, recipe: Recipe) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(marker, json.dumps(wanted, indent=1))
         return
+    recorded = {k: v for k, v in recorded.items() if k in TRAINING_FIELDS}
     if recorded != wanted:
         other = "--quick" if recorded.get("name") == "quick" else "the default recipe"
         raise TrainerError(f"{run_dir} was trained by another recipe ({recorded}), this run asks "
@@ -278,11 +286,19 @@ def _judge_threshold(reports: list[Any], target: float) -> dict[str, Any]:
 
 
 def evaluate_cascade_and_report(sentry_dir: Path, judge_dir: Path, eval_root: Path, *,
-                                target_fa: float, progress: bool = True) -> dict[str, Any]:
-    """Sentry (at its shipped threshold) + judge on every set; the judge's threshold is
-    chosen on the calibration set for <= `target_fa` FA/h and stored in its manifest."""
+                                target_fa: float, sentry_target_fa: float,
+                                progress: bool = True) -> dict[str, Any]:
+    """Sentry + judge on every set. In a cascade the sentry runs lower than alone, for
+    recall: at the threshold the calibration set gives for `sentry_target_fa` FA/h (read off
+    the sentry's own eval report); the judge's threshold is then chosen on the calibration
+    set for <= `target_fa` FA/h. Both are stored in the judge's manifest."""
     from .cascade import evaluate_cascade, write_cascade_report
-    reports = evaluate_cascade(sentry_dir, eval_root, judge_dir=judge_dir, progress=progress)
+    from .evaluate import REPORT_JSON
+    report = json.loads((sentry_dir / REPORT_JSON).read_text(encoding="utf-8"))
+    sentry_pick = choose_threshold({s["name"]: s["sweep"] for s in report["sets"]}, sentry_target_fa)
+    sentry_threshold = float(sentry_pick["threshold"])
+    reports = evaluate_cascade(sentry_dir, eval_root, judge_dir=judge_dir,
+                               sentry_threshold=sentry_threshold, progress=progress)
     chosen = _judge_threshold(reports, target_fa)
     threshold = float(chosen["threshold"])
     sets = {}
@@ -292,23 +308,27 @@ def evaluate_cascade_and_report(sentry_dir: Path, judge_dir: Path, eval_root: Pa
                         "sentry_frr": r.sentry.frr, "sentry_fa_per_hour": r.sentry.fa_per_hour,
                         "frr": row["frr"], "fa_per_hour": row["fa_per_hour"],
                         "false_accepts": row["false_accepts"]}
-    path = write_cascade_report(reports, judge_dir / "cascade_report.json",
-                                {"sentry": str(sentry_dir), "judge": str(judge_dir),
-                                 "judge_threshold": threshold, "chosen_on": chosen["chosen_on"],
-                                 "target_fa_per_hour": target_fa})
+    context = {"sentry": str(sentry_dir), "judge": str(judge_dir),
+               "sentry_threshold": sentry_threshold, "sentry_target_fa_per_hour": sentry_target_fa,
+               "judge_threshold": threshold, "chosen_on": chosen["chosen_on"],
+               "target_fa_per_hour": target_fa}
+    path = write_cascade_report(reports, judge_dir / "cascade_report.json", context)
     manifest = load_manifest(judge_dir)
     manifest.threshold = threshold
-    manifest.metrics["cascade"] = {"threshold": threshold, "chosen_on": chosen["chosen_on"],
-                                   "target_fa_per_hour": target_fa, "sets": sets, "report": str(path)}
+    manifest.metrics["cascade"] = {**context, "threshold": threshold, "sets": sets,
+                                   "report": str(path)}
     manifest.write(judge_dir)
-    print(f"\njudge threshold {threshold:.3f} (chosen on '{chosen['chosen_on']}' for the cascade at "
-          f"<= {target_fa} FA/h)")
+    print(f"\ncascade: sentry at {sentry_threshold:.3f} (<= {sentry_target_fa:g} FA/h alone on "
+          f"'{sentry_pick['chosen_on']}'), judge at {threshold:.3f} (chosen on "
+          f"'{chosen['chosen_on']}' for the cascade at <= {target_fa:g} FA/h): "
+          f"hark-sentry listen --model {sentry_dir} --threshold {sentry_threshold:.3f} "
+          f"--judge-url URL; hark-judge serve --model {judge_dir}")
     print(f"{'set':<17} {'sentry FRR':>10} {'FA/h':>6} | {'cascade FRR':>11} {'FA/h':>6}")
     for name, s in sets.items():
         print(f"{name:<17} {100 * s['sentry_frr']:>9.1f}% {s['sentry_fa_per_hour']:>6.2f} | "
               f"{100 * s['frr']:>10.1f}% {s['fa_per_hour']:>6.2f}")
-    return {"threshold": threshold, "chosen_on": chosen["chosen_on"], "sets": sets,
-            "report": str(path)}
+    return {"threshold": threshold, "sentry_threshold": sentry_threshold,
+            "chosen_on": chosen["chosen_on"], "sets": sets, "report": str(path)}
 
 
 def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fresh: bool = False,
@@ -408,6 +428,7 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
         begin("evaluate cascade", "evaluating sentry + judge on continuous audio")
         cascade = evaluate_cascade_and_report(model_dir, judge_dir, data_dir / "eval",
                                               target_fa=recipe.judge_target_fa_per_hour,
+                                              sentry_target_fa=recipe.cascade_sentry_fa_per_hour,
                                               progress=progress)
         step("evaluate cascade")
 

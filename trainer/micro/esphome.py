@@ -6,8 +6,8 @@ The steps, each its own function so the benchmark and the tests call the same co
 2. int8 conversion, calibrated on a stream of training clips (`calibration_streams`);
 3. the tensor arena, measured in the TFLite Micro interpreter (`tflm.measure_arena`);
 4. probability_cutoff, chosen as the main trainer chooses its threshold (the same grid, the
-   same rule `trainer.thresholds.recommend_threshold`, on the same eval set, never a
-   held-out one; the validation split when the dataset has no eval sets), on scores from
+   same rule `trainer.thresholds.promise_threshold`, on the same eval set (the calibration
+   set, else the espeak one), never a held-out one; the validation split when the dataset has no eval sets), on scores from
    TFLite Micro fed by the chip's frontend and decided as ESPHome decides (`sweep`);
 5. the v2 manifest, with only the keys ESPHome's schema allows (it rejects others); what
    Hark measured goes to NAME.hark.json beside it.
@@ -136,12 +136,14 @@ class ChoosingAudio:
 
 def eval_set_audio(eval_root: Path, seed: int = 0) -> ChoosingAudio:
     """The eval set the main trainer chooses its threshold on (`trainer.thresholds.
-    threshold_chooser`: the espeak test-split voices; never a held-out set)."""
+    threshold_chooser`: the calibration set, else the espeak test-split voices; never a
+    held-out set). In-sentence clips count only on their word's region."""
     from ..evaluate import build_positive_stream, find_eval_sets
     from ..thresholds import threshold_chooser
     sets = {s.name: s for s in find_eval_sets(eval_root)}
     chosen = sets[threshold_chooser(list(sets))]
-    positive, regions = build_positive_stream(chosen.positives(), np.random.default_rng(seed))
+    positive, regions = build_positive_stream(chosen.positives(), np.random.default_rng(seed),
+                                              word_regions=chosen.word_regions())
     from ..audio import load_audio
     negative = load_audio(chosen.folder / "negative_stream.wav")
     return ChoosingAudio(f"eval set {chosen.folder}", with_noise_floor(positive, seed), regions,
@@ -199,7 +201,7 @@ class EsphomeExport:
     size_bytes: int
     tensor_arena_size: int
     chosen: dict
-    """The sweep row shipped (trainer.thresholds.recommend_threshold) and where."""
+    """The sweep row shipped (trainer.thresholds.promise_threshold) and where."""
     parameters: int
 
 
@@ -229,7 +231,7 @@ def export_esphome(run_dir: Path, out: Path | None = None, *, name: str | None =
                    website: str = DEFAULT_WEBSITE, languages: tuple[str, ...] = ("en",)
                    ) -> EsphomeExport:
     require_extra()
-    from ..thresholds import recommend_threshold
+    from ..thresholds import promise_threshold
     from .model import count_parameters
     from .streaming import convert_int8
     run_dir = Path(run_dir)
@@ -250,7 +252,7 @@ def export_esphome(run_dir: Path, out: Path | None = None, *, name: str | None =
     pos = stream_probabilities(flatbuffer, audio.positive, arena)
     neg = stream_probabilities(flatbuffer, audio.negative, arena)
     rows = sweep(pos.probs, audio.regions, neg.probs, audio.negative_hours, stride=pos.stride)
-    chosen = {**recommend_threshold(rows, target_fa), "chosen_on": audio.source}
+    chosen = {**promise_threshold(rows, target_fa), "chosen_on": audio.source}
     manifest = out / f"{name}.json"
     write_text_atomic(manifest, json.dumps(manifest_dict(
         wake_word=student.wake_word, model_file=tflite.name, cutoff=chosen["threshold"], arena=arena,

@@ -22,6 +22,7 @@ from playwright.sync_api import expect
 from sentry.audio import read_wav
 from sentry.constants import SAMPLE_RATE
 from studio.panels.evaluate import threshold_for_target
+from trainer.thresholds import threshold_chooser
 from tests.integration.studio.conftest import copy_tree, screenshot
 
 pytestmark = pytest.mark.integration
@@ -45,14 +46,17 @@ def make_clip(dataset: Path, path: Path) -> Path:
 
 
 def a_target_that_moves_the_threshold(report: dict, current: float) -> tuple[float, float]:
-    """(target FA/h, threshold) from the report's sweeps whose threshold differs from CURRENT."""
-    espeak = next(s for s in report["sets"] if s["name"] == "espeak")
+    """(target FA/h, threshold) from the report's sweeps whose threshold differs from CURRENT,
+    on the set that chooses (the calibration set)."""
+    chooser = threshold_chooser([s["name"] for s in report["sets"]])
+    assert chooser == "calib"
+    chosen = next(s for s in report["sets"] if s["name"] == chooser)
     # whole numbers: a target a person would type (rounding up keeps the row within it)
-    for target in sorted({math.ceil(row["fa_per_hour"]) for row in espeak["sweep"]}, reverse=True):
-        threshold = threshold_for_target(report["sets"], target, "espeak")["threshold"]
+    for target in sorted({math.ceil(row["fa_per_hour"]) for row in chosen["sweep"]}, reverse=True):
+        threshold = threshold_for_target(report["sets"], target)["threshold"]
         if threshold != current:
             return target, threshold
-    raise AssertionError(f"every target gives threshold {current}: {espeak['sweep']}")
+    raise AssertionError(f"every target gives threshold {current}: {chosen['sweep']}")
 
 
 def test_evaluate_pick_a_threshold_and_score_audio(start_studio, page, tiny_dataset, trained_run, exported, tmp_path):

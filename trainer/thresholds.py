@@ -87,6 +87,18 @@ of the curve within about a decade of the rate promised, where its slope is the 
 matters (set a priori; the held-out sets never saw it chosen)."""
 TAIL_MIN_POINTS = 3
 """Distinct false-accept rates the tail needs before it is fitted."""
+FIT_BELOW_COUNT = 3.0
+"""The fit is read only where the target means fewer false accepts than this in the sweep's
+negative audio (target x hours): with more, the count itself is a fair measure."""
+
+
+def negative_hours(sweep_rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """Hours of negative audio behind a sweep, from a row's count and rate (None if no row
+    has both, e.g. rows typed by hand)."""
+    for r in sweep_rows:
+        if r.get("false_accepts") and r["fa_per_hour"] > 0:
+            return float(r["false_accepts"]) / float(r["fa_per_hour"])
+    return None
 
 
 def tail_fit(sweep_rows: Sequence[Mapping[str, Any]],
@@ -113,11 +125,15 @@ def promise_threshold(sweep_rows: Sequence[Mapping[str, Any]],
 
     An hour of negatives counts false accepts in whole numbers, so "no false accept in this
     hour" is reached by luck a little above where the rate really falls under 0.5 FA/h; the
-    fitted tail reads the rate off the many false accepts at lower thresholds instead. Without
-    a tail to fit this is `recommend_threshold`. Returns its row plus `met`,
+    fitted tail reads the rate off the many false accepts at lower thresholds instead. The
+    fit is used only where the target means fewer than FIT_BELOW_COUNT false accepts in the
+    sweep's audio (rows must carry "false_accepts" to tell); otherwise, or without a tail to
+    fit, this is `recommend_threshold`. Returns its row plus `met`,
     `target_fa_per_hour`, `fitted_fa_per_hour` (None without a fit) and `tail_fit`.
     """
-    fit = tail_fit(sweep_rows, target_fa_per_hour) if target_fa_per_hour > 0 else None
+    hours = negative_hours(sweep_rows)
+    sparse = hours is not None and 0 < target_fa_per_hour * hours < FIT_BELOW_COUNT
+    fit = tail_fit(sweep_rows, target_fa_per_hour) if sparse else None
 
     def fitted(row: Mapping[str, Any]) -> float | None:
         return None if fit is None else float(np.exp(fit["intercept"] + fit["slope"] * row["threshold"]))

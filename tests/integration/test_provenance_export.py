@@ -66,7 +66,8 @@ def test_eval_rewrites_the_card_with_its_results(exported, tiny_dataset, tmp_pat
     summary = evaluate_and_report(folder, tiny_dataset / "eval", progress=False)
     card = (folder / CARD_NAME).read_text()
     assert "Not evaluated" not in card
-    assert f"At the shipped threshold {summary['threshold']:.3f} (chosen on `espeak`" in card
+    assert f"At the shipped threshold {summary['threshold']:.3f} (chosen on `{summary['threshold_chosen_on']}`" in card
+    assert summary["threshold_chosen_on"] == "calib"
     eval_sets = json.loads((tiny_dataset / "eval" / "manifest.json").read_text())["sets"]
     for name, measured in summary["sets"].items():
         row = next(line for line in card.splitlines() if line.startswith(f"| {name} |"))

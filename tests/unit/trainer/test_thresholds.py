@@ -113,7 +113,8 @@ def _exponential_tail(lucky_zero_at: float | None = None) -> list[dict]:
         fa = float(np.floor(400.0 * np.exp(-(t - 0.30) / 0.05)))
         if lucky_zero_at is not None and t >= lucky_zero_at:
             fa = 0.0
-        rows.append({"threshold": float(t), "frr": float(t / 2), "fa_per_hour": fa})
+        rows.append({"threshold": float(t), "frr": float(t / 2), "fa_per_hour": fa,
+                     "false_accepts": int(fa)})  # one hour
     return rows
 
 
@@ -123,6 +124,16 @@ def test_the_tail_fit_reads_the_rate_off_the_false_accepts_below():
     assert tail_fit([{"threshold": 0.5, "frr": 0.1, "fa_per_hour": 3.0}], 0.5) is None
     rising = [{"threshold": t, "frr": 0.1, "fa_per_hour": fa} for t, fa in ((0.5, 1.0), (0.6, 2.0), (0.7, 3.0))]
     assert tail_fit(rising, 0.5) is None
+
+
+def test_the_fit_is_read_only_where_the_count_is_sparse():
+    rows = _exponential_tail(lucky_zero_at=0.55)
+    assert promise_threshold(rows, 0.5)["tail_fit"] is not None  # 0.5 false accepts in 1 h
+    dense = promise_threshold(rows, 10.0)  # 10 false accepts in 1 h: the count is measure enough
+    assert dense["tail_fit"] is None
+    assert dense["threshold"] == recommend_threshold(rows, 10.0)["threshold"]
+    uncounted = [{k: v for k, v in r.items() if k != "false_accepts"} for r in rows]
+    assert promise_threshold(uncounted, 0.5)["threshold"] == recommend_threshold(uncounted, 0.5)["threshold"]
 
 
 def test_a_lucky_zero_does_not_set_the_promise():

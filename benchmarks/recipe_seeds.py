@@ -10,8 +10,10 @@ the same code as `hark run`) in WORKDIR/<phrase>/s<SEED> on a hard-linked copy o
 (the mining round only adds files, and every rewrite is an atomic replace, so seeds never see
 each other's mined clips), so all seeds of a phrase are measured on the same eval sets.
 
-Resumable: one result file per run (WORKDIR/results/<phrase>_<recipe>_s<SEED>.json); a run
-whose file exists is skipped, an interrupted one resumes where `hark run` stopped. The table
+Resumable: one result file per run (RESULTS/<phrase>_<recipe>_s<SEED>.json, by default
+benchmarks/results/recipe_seeds/, kept in the repository so a table can be built over several
+sessions on machines that do not keep WORKDIR); a run whose file exists is skipped, an
+interrupted one resumes where `hark run` stopped. The table
 (mean, min and max over seeds of every eval set's FRR at <= 0.5 FA/h and of FRR / FA/h at
 the shipped threshold, sentry alone and cascade) is printed and written to
 benchmarks/out/recipe_seeds.json. Nothing here chooses anything: thresholds are chosen by
@@ -33,6 +35,7 @@ from trainer.pipeline import QUICK, Recipe, run_all, synth_all
 from trainer.synth.text import normalise_phrase
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "recipe_seeds.json"
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "recipe_seeds"
 
 
 def base_dataset(workdir: Path, phrase: str) -> Path:
@@ -107,9 +110,11 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1234, 7, 42])
     parser.add_argument("--quick", action="store_true", help="the --quick recipe instead")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help="one JSON per finished run (kept; a run with a file is skipped)")
     args = parser.parse_args()
     recipe = QUICK if args.quick else Recipe()
-    results_dir = args.workdir / "results"
+    results_dir = args.results
     results_dir.mkdir(parents=True, exist_ok=True)
     report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
                     "recipe": recipe.to_dict(), "phrases": {}}

@@ -125,7 +125,12 @@ class Detector:
 
     def detect_pcm(self, pcm: np.ndarray) -> list[Detection]:
         """Detections in a whole 16 kHz recording, with this detector's trigger settings."""
-        scores = self.score_pcm(pcm)
+        return self.detect_scores(self.score_pcm(pcm))
+
+    def detect_scores(self, scores: np.ndarray) -> list[Detection]:
+        """Detections from raw per-hop scores (``score_pcm``'s output), with this detector's
+        trigger settings: what ``detect_pcm`` returns for the audio they were scored on."""
+        scores = np.asarray(scores, dtype=np.float32)
         smoothed = smooth(scores, self.settings.smoothing_hops)
         hops = detect_hops(smoothed, self.settings.threshold, self.settings.refractory_hops)
         return [Detection(float((h + 1) * HOP_SECONDS), float(smoothed[h]), self.wake_word)

@@ -26,6 +26,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from sentry.constants import HOP_SAMPLES
 from sentry.judge_client import clip_span
 
 from .errors import TrainerError
@@ -142,17 +143,30 @@ class JudgedDetections:
         return [{"judge_threshold": float(t), **self.at(float(t))} for t in grid]
 
 
+def _detection_times(detector, pcm: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
+    """Seconds of the detector's detections in ``pcm``, from its known scores when they fit."""
+    hops = pcm.size // HOP_SAMPLES
+    found = detector.detect_scores(scores) if scores is not None and len(scores) == hops \
+        else detector.detect_pcm(pcm)
+    return np.array([d.time_s for d in found], dtype=np.float64)
+
+
 def evaluate_cascade_set(detector, judge: Judge, positives: Sequence[np.ndarray],
                          negative_stream: np.ndarray, *, judge_threshold: float | None = None,
                          rng: np.random.Generator | None = None, name: str = "eval",
                          tolerance_s: float = DEFAULT_TOLERANCE_S,
-                         word_regions: Sequence[Region | None] | None = None) -> CascadeSetReport:
+                         word_regions: Sequence[Region | None] | None = None,
+                         sentry_scores: tuple[np.ndarray, np.ndarray] | None = None,
+                         ) -> CascadeSetReport:
     """Sentry alone vs sentry + judge on one set.
 
     detector: a sentry.detector.Detector at the sentry's operating trigger settings.
     judge: scores each detection's clip. judge_threshold: verified when score >= it;
         default the judge's own threshold. word_regions: where the word lies in each
-        clip (`trainer.evaluate.build_positive_stream`).
+        clip (`trainer.evaluate.build_positive_stream`). sentry_scores: this detector's
+        raw per-hop scores of (the positive stream built with the same rng, the negative
+        stream), e.g. `SetReport.scores` from evaluating the same model: the audio is then
+        not streamed again (scores of another length are ignored and recomputed).
     """
     started = time.perf_counter()
     rng = np.random.default_rng(0) if rng is None else rng
@@ -162,8 +176,8 @@ def evaluate_cascade_set(detector, judge: Judge, positives: Sequence[np.ndarray]
         raise TrainerError(f"{name}: the negative stream is empty; give it an hour or so of "
                            "audio without the wake word")
     stream, regions = build_positive_stream(positives, rng, word_regions=word_regions)
-    pos_times = np.array([d.time_s for d in detector.detect_pcm(stream)], dtype=np.float64)
-    neg_times = np.array([d.time_s for d in detector.detect_pcm(negative_stream)], np.float64)
+    pos_times = _detection_times(detector, stream, sentry_scores and sentry_scores[0])
+    neg_times = _detection_times(detector, negative_stream, sentry_scores and sentry_scores[1])
 
     judge_started = time.perf_counter()
     pos_scores = np.array([judge.score(cut_clip(stream, t)) for t in pos_times], np.float64)
@@ -191,13 +205,17 @@ def evaluate_cascade(sentry_dir: str | Path, eval_root: str | Path, *,
                      judge_dir: str | Path | None = None, judge_url: str | None = None,
                      judge_key: str | None = None, sentry_threshold: float | None = None,
                      judge_threshold: float | None = None, seed: int = 0,
-                     progress: bool = True) -> list[CascadeSetReport]:
+                     progress: bool = True,
+                     sentry_scores: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                     ) -> list[CascadeSetReport]:
     """Run the cascade comparison on every set under `eval_root`.
 
     sentry_dir: the sentry's exported model. judge_dir: the judge's exported model
     (default the sentry's own), scored in-process; or judge_url (+ judge_key) to ask a
     running server instead. sentry_threshold: override the sentry's manifest threshold
-    (a cascade usually runs its sentry lower, for recall).
+    (a cascade usually runs its sentry lower, for recall). sentry_scores: set name ->
+    `SetReport.scores` of an evaluation of this same sentry (fp32) with the same seed,
+    so the sentry's audio is not scored twice.
     """
     if judge_dir is not None and judge_url is not None:
         raise TrainerError("give either a judge model folder or a judge URL, not both")
@@ -228,7 +246,8 @@ def evaluate_cascade(sentry_dir: str | Path, eval_root: str | Path, *,
         reports.append(evaluate_cascade_set(
             detector, judge, eval_set.positives(), eval_set.negative_stream(),
             judge_threshold=judge_threshold, rng=np.random.default_rng(seed), name=eval_set.name,
-            word_regions=eval_set.word_regions()))
+            word_regions=eval_set.word_regions(),
+            sentry_scores=(sentry_scores or {}).get(eval_set.name)))
     return reports
 
 

@@ -279,9 +279,13 @@ class SetReport:
     """Best FRR reachable at each of REPORTED_FA_RATES, keyed like "0.5"."""
     sweep: list[dict[str, Any]] = field(default_factory=list)
     elapsed_s: float = 0.0
+    scores: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    """Raw per-hop scores of (positive stream, negative stream), kept so a cascade run on the
+    same model and set need not stream the audio again; not written to the report."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("scores")
         out["settings"] = asdict(self.settings)
         return out
 
@@ -337,7 +341,7 @@ def evaluate_set(score_fn: ScoreFn, positives: Sequence[np.ndarray], negative_st
         positive_stream_false_accepts=pos_fa,
         recommendation=recommend_threshold(rows, target_fa_per_hour),
         frr_at_fa={str(rate): frr_at_fa_rate(rows, rate) for rate in REPORTED_FA_RATES},
-        sweep=rows, elapsed_s=time.perf_counter() - started)
+        sweep=rows, elapsed_s=time.perf_counter() - started, scores=(pos_scores, neg_scores))
 
 
 def write_report(reports: Sequence[SetReport], out_dir: str | Path,

@@ -81,10 +81,16 @@ def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives
 def evaluate_and_report(model_dir: Path, eval_root: Path, *,
                         target_fa: float = DEFAULT_TARGET_FA_PER_HOUR, int8: bool = False,
                         out: Path | None = None, update_manifest: bool = True,
-                        progress: bool = True) -> dict[str, Any]:
-    """Evaluate every set under eval_root; print a table; store the threshold in the manifest."""
+                        progress: bool = True,
+                        keep_scores: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate every set under eval_root; print a table; store the threshold in the manifest.
+
+    keep_scores: a dict that receives each set's raw sentry scores (`SetReport.scores`), for
+    `evaluate_cascade_and_report` on the same model."""
     reports = evaluate_model_dir(model_dir, eval_root, target_fa_per_hour=target_fa, int8=int8,
                                  progress=progress)
+    if keep_scores is not None:
+        keep_scores.update({r.name: r.scores for r in reports})
     chosen = choose_threshold({r.name: r.sweep for r in reports}, target_fa)
     threshold = float(chosen["threshold"])
     json_path, png_path = write_report(reports, out or model_dir, operating_threshold=threshold)
@@ -287,18 +293,22 @@ def _judge_threshold(reports: list[Any], target: float) -> dict[str, Any]:
 
 def evaluate_cascade_and_report(sentry_dir: Path, judge_dir: Path, eval_root: Path, *,
                                 target_fa: float, sentry_target_fa: float,
-                                progress: bool = True) -> dict[str, Any]:
+                                progress: bool = True,
+                                sentry_scores: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sentry + judge on every set. In a cascade the sentry runs lower than alone, for
     recall: at the threshold the calibration set gives for `sentry_target_fa` FA/h (read off
     the sentry's own eval report); the judge's threshold is then chosen on the calibration
-    set for <= `target_fa` FA/h. Both are stored in the judge's manifest."""
+    set for <= `target_fa` FA/h. Both are stored in the judge's manifest. sentry_scores:
+    what `evaluate_and_report(keep_scores=...)` kept for this sentry (saves streaming the
+    audio again)."""
     from .cascade import evaluate_cascade, write_cascade_report
     from .evaluate import REPORT_JSON
     report = json.loads((sentry_dir / REPORT_JSON).read_text(encoding="utf-8"))
     sentry_pick = choose_threshold({s["name"]: s["sweep"] for s in report["sets"]}, sentry_target_fa)
     sentry_threshold = float(sentry_pick["threshold"])
     reports = evaluate_cascade(sentry_dir, eval_root, judge_dir=judge_dir,
-                               sentry_threshold=sentry_threshold, progress=progress)
+                               sentry_threshold=sentry_threshold, progress=progress,
+                               sentry_scores=sentry_scores)
     chosen = _judge_threshold(reports, target_fa)
     threshold = float(chosen["threshold"])
     sets = {}
@@ -419,8 +429,10 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
 
     evaluate_step = "evaluate sentry" if recipe.mined else "evaluate"
     begin(evaluate_step, "evaluating the sentry on continuous audio")
+    scores: dict[str, Any] = {}
     evaluation = evaluate_and_report(model_dir, data_dir / "eval",
-                                     target_fa=config.trigger.target_fa_per_hour, progress=progress)
+                                     target_fa=config.trigger.target_fa_per_hour, progress=progress,
+                                     keep_scores=scores)
     step(evaluate_step)
 
     cascade = None
@@ -429,7 +441,7 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
         cascade = evaluate_cascade_and_report(model_dir, judge_dir, data_dir / "eval",
                                               target_fa=recipe.judge_target_fa_per_hour,
                                               sentry_target_fa=recipe.cascade_sentry_fa_per_hour,
-                                              progress=progress)
+                                              progress=progress, sentry_scores=scores)
         step("evaluate cascade")
 
     begin("scan", "sentry scan of a generated test recording (held-out flite/festival voices)")

@@ -88,3 +88,29 @@ def test_cli_help_and_clean_errors(tmp_path, exported):
     both = CliRunner().invoke(main, ["cascade", "eval", str(exported), "--eval-root", str(tmp_path),
                                      "--judge-model", str(exported), "--judge-url", "http://x"])
     assert both.exit_code == 1 and "not both" in both.output
+
+
+def test_scores_kept_from_the_sentry_evaluation_give_the_same_cascade(reports, exported, tiny_dataset):
+    """The main job hands the sentry evaluation's scores to the cascade instead of streaming
+    the audio twice: the result must be the cascade measured from the audio."""
+    from trainer.evaluate import evaluate_model_dir
+
+    kept = {r.name: r.scores for r in evaluate_model_dir(exported, tiny_dataset / "eval",
+                                                         progress=False)}
+    reused = evaluate_cascade(exported, tiny_dataset / "eval", sentry_threshold=LOW_SENTRY_THRESHOLD,
+                              progress=False, sentry_scores=kept)
+    for fresh, again in zip(reports, reused, strict=True):
+        a, b = fresh.to_dict(), again.to_dict()
+        for d in (a, b):
+            d.pop("elapsed_s"), d.pop("judge_ms_mean")
+        assert a == b
+    # the kept scores are what the cascade reads (silence in them: no detection at all) ...
+    silent = {name: (np.zeros_like(pos), np.zeros_like(neg)) for name, (pos, neg) in kept.items()}
+    quiet = evaluate_cascade(exported, tiny_dataset / "eval", sentry_threshold=LOW_SENTRY_THRESHOLD,
+                             progress=False, sentry_scores=silent)
+    assert all(r.judge_calls == 0 and r.sentry.frr == 1.0 for r in quiet)
+    # ... but scores of another length (another stream) are not trusted: the audio is scored again
+    wrong = {name: (pos[:-1], neg) for name, (pos, neg) in kept.items()}
+    again = evaluate_cascade(exported, tiny_dataset / "eval", sentry_threshold=LOW_SENTRY_THRESHOLD,
+                             progress=False, sentry_scores=wrong)
+    assert [r.sentry for r in again] == [r.sentry for r in reports]

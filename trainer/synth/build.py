@@ -21,7 +21,9 @@ worker process renders which clip, and whatever ``workers`` is.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
+import os
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
@@ -30,14 +32,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from sentry.constants import SAMPLE_RATE
 from trainer.audio import write_wav
-from trainer.dataset import LABELS, MANIFEST, MANIFEST_FORMAT, SPLITS, Dataset, load_dataset, write_manifest
+from trainer.dataset import (LABELS, MANIFEST, MANIFEST_FORMAT, SPLITS, Dataset, load_dataset,
+                             read_manifest, write_manifest)
 from trainer.errors import TrainerError
 from trainer.provenance import LICENCE_CLEAN_ENGINES, dataset_provenance
 from trainer.synth import dectalk, pico
 from trainer.synth.espeak import list_voices, synthesize
 from trainer.synth.noise import BACKGROUND_KINDS, NEUTRAL_PHRASE, make_background
-from trainer.synth.text import normalise_phrase, ordinary_sentences, phonetic_neighbours
+from trainer.synth.text import contains_phrase, normalise_phrase, ordinary_sentences, phonetic_neighbours
 from trainer.synth.warps import peak_normalize, random_warp, trim_silence
 
 ENGINES = ("espeak", "dectalk", "pico")
@@ -53,6 +57,14 @@ GENERATED_DIRS = LABELS + ("eval",)
 """What ``overwrite=True`` deletes: only folders this tool writes, plus the manifest."""
 SILENT_PEAK = 1e-4
 """Peak amplitude below which an engine's output counts as no speech (-80 dBFS)."""
+SENTENCE_STREAM = 0x5E7
+"""Which sentences go before which clips is drawn from its own generator (seed, this,
+label), so a dataset with ``sentence_share`` holds the very clips of one without (same
+voices, rates, warps), some of them said after a sentence: a paired comparison."""
+SENTENCE_KEEP_S = 1.4
+"""An in-sentence clip (``SynthConfig.sentence_share``) keeps only its last seconds: the
+phrase at its end and the speech just before it, within a training window (1.5 s) and under
+``data.max_positive_s``."""
 
 
 @dataclass
@@ -83,6 +95,12 @@ class SynthConfig:
     """Fraction of speech clips spoken by DECtalk when it is used."""
     pico_share: float = 0.15
     """Fraction of speech clips spoken by Pico when it is used; the rest are espeak."""
+    sentence_share: float = 0.0
+    """Fraction of positives and of phonetic neighbours spoken at the end of an ordinary
+    sentence, in one utterance ("We left the keys in the car. Hey Jarvis."): the phrase with
+    the same voice's running speech right before it, as people say it, and confusable words in
+    the same place so that speech before a word does not itself become the cue. Each such clip
+    keeps its last SENTENCE_KEEP_S seconds."""
     licence_clean: bool = False
     """Use only engines whose licences allow commercial use of their output (espeak-ng, SVOX
     Pico): DECtalk is left out, its clips go to the others (``hark synth --licence-clean``)."""
@@ -107,6 +125,8 @@ class SynthConfig:
             problems.append("dectalk_share and pico_share must be in 0..1 and add up to at most 1")
         if not 0 <= self.warp_probability <= 1:
             problems.append("warp_probability must be in 0..1")
+        if not 0 <= self.sentence_share <= 1:
+            problems.append("sentence_share must be in 0..1")
         for name in ("rate_wpm", "pitch", "pitch_range"):
             lo, hi = getattr(self, name)
             if lo > hi:
@@ -134,6 +154,8 @@ class _Job:
     babble_voices: list[str] = field(default_factory=list)
     exclude_phrase: str = ""
     strength: float = 1.0
+    keep_last_s: float = 0.0
+    """When above 0, only the clip's last seconds are kept (in-sentence clips)."""
     out: Path | None = None
 
 
@@ -176,6 +198,8 @@ def _render(job: _Job) -> None:
         if job.warp:
             audio = random_warp(audio, rng, job.strength)
         audio = trim_silence(audio, rng.uniform(*TRIM_MARGIN_RANGE_S))
+        if job.keep_last_s:
+            audio = audio[-int(job.keep_last_s * SAMPLE_RATE):]
         audio = peak_normalize(audio, rng.uniform(*PEAK_RANGE))
     write_wav(job.out, audio)
 
@@ -217,6 +241,46 @@ def _phrase_texts(phrase: str, n: int, rng: np.random.Generator) -> list[str]:
         inner = ", ".join(words) if len(words) > 1 and rng.random() < 0.2 else phrase
         texts.append(inner + PUNCTUATION[int(rng.integers(len(PUNCTUATION)))])
     return texts
+
+
+def in_sentence(texts: list[str], phrase: str, share: float,
+                rng: np.random.Generator) -> tuple[list[str], list[bool]]:
+    """Put about ``share`` of ``texts`` at the end of an ordinary sentence ("Sentence. text"),
+    never making the phrase across the join; returns the texts and which were changed. Draws
+    nothing from ``rng`` when ``share`` is 0, so datasets without it stay as they were."""
+    if share <= 0:
+        return texts, [False] * len(texts)
+    out, flags = [], []
+    for text in texts:
+        if rng.random() < share:
+            before = ""
+            while not before or not _joins_cleanly(before, text, phrase):
+                before = ordinary_sentences(rng, 1, phrase)[0]
+            out.append(f"{before[0].upper()}{before[1:]}. {text}")
+            flags.append(True)
+        else:
+            out.append(text)
+            flags.append(False)
+    return out, flags
+
+
+def _joins_cleanly(before: str, text: str, phrase: str) -> bool:
+    """No phrase across the join of ``before`` and ``text``: none ending before text's last
+    word (an earlier wake word), and none at all when ``text`` itself has none."""
+    head = " ".join([before] + text.split()[:-1])
+    return not contains_phrase(head, phrase) and (
+        contains_phrase(text, phrase) or not contains_phrase(f"{before} {text}", phrase))
+
+
+def _sentence_jobs(label: str, texts: list[str], phrase: str, voices_by_split: dict[str, list[str]],
+                   config: SynthConfig, rng: np.random.Generator) -> list[_Job]:
+    """``_speech_jobs`` with ``config.sentence_share`` of the texts said after a sentence."""
+    jobs = _speech_jobs(label, texts, voices_by_split, config, rng)
+    stream = np.random.default_rng([config.seed, SENTENCE_STREAM, LABELS.index(label)])
+    texts, flags = in_sentence(texts, phrase, config.sentence_share, stream)
+    for job, text, flag in zip(jobs, texts, flags, strict=True):
+        job.text, job.keep_last_s = text, SENTENCE_KEEP_S if flag else 0.0
+    return jobs
 
 
 def engine_missing(engine: str) -> tuple[str, str] | None:
@@ -264,6 +328,35 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
         (out / label).mkdir(parents=True, exist_ok=True)
 
 
+def _reuse_clips(plan: Plan, source: Path, progress: bool) -> list[_Job]:
+    """Link the clips whose job is the same in ``source``'s plan; returns the others."""
+    manifest = read_manifest(source)
+    if manifest.get("phrase") != plan.phrase or not isinstance(manifest.get("config"), dict):
+        raise TrainerError(f"{source}: not a dataset synthesized for {plan.phrase!r}; "
+                           "cannot reuse its clips")
+    fields = {f.name for f in dataclasses.fields(SynthConfig)}
+    try:
+        config = SynthConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in manifest["config"].items() if k in fields})
+    except TypeError as exc:
+        raise TrainerError(f"{source}: its manifest's config is not readable ({exc})") from exc
+    theirs = {j.rel: j for j in plan_dataset(plan.phrase, config).jobs}
+    left = []
+    for job in plan.jobs:
+        other = theirs.get(job.rel)
+        same = other is not None and dataclasses.replace(other, out=job.out) == job
+        if same and (source / job.rel).is_file():
+            try:
+                os.link(source / job.rel, job.out)
+            except OSError:
+                shutil.copy2(source / job.rel, job.out)
+        else:
+            left.append(job)
+    if progress:
+        print(f"reusing {len(plan.jobs) - len(left)} clips of {source}; rendering {len(left)}")
+    return left
+
+
 def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> None:
     bar = tqdm(total=len(jobs), desc="synthesizing", unit="clip", disable=not progress)
     if workers > 1 and len(jobs) >= PARALLEL_MIN_JOBS:
@@ -278,18 +371,22 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> None:
     bar.close()
 
 
-def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None = None,
-                       progress: bool = True, overwrite: bool = False) -> Dataset:
-    """Write a dataset for ``phrase`` into ``out`` and return it loaded.
+@dataclass
+class Plan:
+    """Every clip of a dataset, drawn but not rendered (``plan_dataset``)."""
 
-    Refuses a non-empty ``out`` unless ``overwrite`` (then only the class folders, eval/ and
-    the manifest are replaced). Takes about a minute for the defaults on two cores.
-    """
+    phrase: str
+    config: SynthConfig
+    voices: dict[str, list[str]]
+    speakers: dict[str, list[str]]
+    jobs: list[_Job]
+
+
+def plan_dataset(phrase: str, config: SynthConfig | None = None) -> Plan:
+    """Draw every clip's text, voice, settings and seed from ``config.seed``; render nothing."""
     config = config or SynthConfig()
     config.check()
     phrase = normalise_phrase(phrase)
-    out = Path(out).expanduser().resolve()
-    _prepare_folder(out, overwrite)
     rng = np.random.default_rng(config.seed)
     voices = split_voices(list_voices(), config.seed, config.val_voice_fraction,
                           config.test_voice_fraction)
@@ -300,12 +397,12 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
                                          config.test_voice_fraction).items():
             speakers[split] += names
     speakers["train"] += _engine_voices(config, "pico")  # two voices: too few to hold any out
-    jobs = _speech_jobs("positive", _phrase_texts(phrase, config.n_positive, rng), speakers,
-                        config, rng)
+    jobs = _sentence_jobs("positive", _phrase_texts(phrase, config.n_positive, rng), phrase,
+                          speakers, config, rng)
     jobs += _speech_jobs("negative", ordinary_sentences(rng, config.n_negative_speech, phrase),
                          speakers, config, rng)
-    jobs += _speech_jobs("hard_negative", phonetic_neighbours(phrase, rng, config.n_neighbour),
-                         speakers, config, rng)
+    jobs += _sentence_jobs("hard_negative", phonetic_neighbours(phrase, rng, config.n_neighbour),
+                           phrase, speakers, config, rng)
     n_bg = config.background_files
     bg_splits = [SPLITS[0]] * n_bg
     for k, i in enumerate(rng.permutation(n_bg)[: 2 * int(round(n_bg * 0.1))]):
@@ -316,9 +413,30 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
                          split=bg_splits[i], voice="", text="", background=kind,
                          seconds=config.background_seconds, seed=int(rng.integers(2**63)),
                          babble_voices=voices["train"], exclude_phrase=phrase))
+    return Plan(phrase, config, voices, speakers, jobs)
+
+
+def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None = None,
+                       progress: bool = True, overwrite: bool = False,
+                       reuse: str | Path | None = None) -> Dataset:
+    """Write a dataset for ``phrase`` into ``out`` and return it loaded.
+
+    Refuses a non-empty ``out`` unless ``overwrite`` (then only the class folders, eval/ and
+    the manifest are replaced). Takes about a minute for the defaults on two cores.
+    ``reuse``: a dataset synthesized by this code from the same seed (another
+    ``sentence_share``, say); each clip whose plan is the same there is hard-linked (or
+    copied) from it instead of rendered again, which gives the same bytes.
+    """
+    plan = plan_dataset(phrase, config)
+    config, phrase, voices, speakers, jobs = plan.config, plan.phrase, plan.voices, plan.speakers, plan.jobs
+    out = Path(out).expanduser().resolve()
+    _prepare_folder(out, overwrite)
     for job in jobs:
         job.out = out / job.rel
+    if reuse is not None:
+        jobs = _reuse_clips(plan, Path(reuse).expanduser().resolve(), progress)
     _run_jobs(jobs, config.workers, progress)
+    jobs = plan.jobs
     clips = [{"path": j.rel, "label": j.label, "split": j.split, "voice": j.voice,
               "engine": "synthetic" if j.background else _engine_of(j.voice),
               "text": j.background or j.text} for j in jobs]

@@ -17,11 +17,21 @@ OUT/peers.json and OUT/det_peers.png.
 
 The peers (pyopen-wakeword, pymicro-wakeword) are optional: a missing one is skipped with
 the command that installs it.
+
+Resumable over sessions: every system's result on a word is kept in CACHE (default
+benchmarks/results/peers/, in the repository), keyed by the audio's checksum and the model's
+(its .onnx files and manifest; a peer's package version). A later run on the same audio (it
+is rebuilt bit for bit from the same settings) reuses a result whose key matches, so a
+table over training runs made in several sessions is still one run over one audio; a --hark
+folder that no longer exists is taken from the cache when it holds that folder's result
+(the table says "cached"). --no-cache scores everything again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -36,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # peer_systems sits ne
 
 from peer_systems import PEERS, PeerUnavailable, System, hark_sentry
 
-from sentry.postprocess import TriggerSettings, detect
+from sentry.postprocess import HOP_SECONDS, TriggerSettings, detect, detect_hops, smooth
 from trainer.audio import load_audio
 from trainer.errors import TrainerError
 from trainer.evaluate import (
@@ -49,10 +59,15 @@ from trainer.evaluate import (
 from trainer.synth import benchset
 from trainer.thresholds import recommend_threshold, row_at, threshold_grid
 
+CONFUSABLE_TAIL_S = 1.5
+"""A false accept up to this long after a confusable phrase ends is the phrase's (a window
+holds 1.5 s); "confusables left out" drops those and the phrases' own time."""
 REFRACTORY_S = 2.0
 """Seconds after a detection in which no other fires, for every system (the sentry's default)."""
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "peers"
 DEFAULT_WORDS = ("hey jarvis", "alexa")
+DEFAULT_CACHE = Path(__file__).resolve().parent / "results" / "peers"
+PEER_PACKAGES = {"openwakeword": "pyopen-wakeword", "microwakeword": "pymicro-wakeword"}
 COLOURS = {"Hark sentry": "C0", "openWakeWord": "C1", "microWakeWord": "C2", "Hark cascade": "C3"}
 """One colour per system on every panel of the DET plot."""
 
@@ -93,9 +108,38 @@ def frr_by_condition(scores: np.ndarray, regions: list[dict], threshold: float,
             for name, subset in groups.items() if subset}
 
 
+def ordinary_mask(n_hops: int, spans: list[tuple[float, float]]) -> np.ndarray:
+    """True for the negative stream's hops outside every confusable phrase (and its tail)."""
+    keep = np.ones(n_hops, dtype=bool)
+    for start, end in spans:
+        a = max(int(start / HOP_SECONDS), 0)
+        b = min(int(np.ceil((end + CONFUSABLE_TAIL_S) / HOP_SECONDS)), n_hops)
+        keep[a:b] = False
+    return keep
+
+
+def without_confusables(rows: list[dict], neg_scores: np.ndarray, keep: np.ndarray,
+                        smoothing_hops: int) -> list[dict]:
+    """The sweep's rows with false accepts counted on ordinary negatives only (speech and
+    noise, confusable phrases left out), per hour of that audio; FRR as in ``rows``."""
+    refractory_hops = TriggerSettings(smoothing_hops=smoothing_hops,
+                                      refractory_s=REFRACTORY_S).refractory_hops
+    smoothed = smooth(neg_scores, smoothing_hops)
+    hours = float(keep.sum()) * HOP_SECONDS / 3600
+    out = []
+    for row in rows:
+        hops = detect_hops(smoothed, row["threshold"], refractory_hops)
+        n = int(keep[hops].sum())
+        out.append({**row, "false_accepts": n, "fa_per_hour": n / hours})
+    return out
+
+
 def evaluate_system(system: System, positive: np.ndarray, regions: list[dict],
-                    negative: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Score both streams, sweep, and summarise; also returns both streams' per-hop scores."""
+                    negative: np.ndarray, confusables: list[tuple[float, float]] | None = None,
+                    ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Score both streams, sweep, and summarise; also returns both streams' per-hop scores.
+    confusables: spans of confusable phrases in ``negative`` (benchset.confusable_spans): the
+    result then also says what the system reaches with them left out."""
     load_before = os.getloadavg()
     wall = time.perf_counter()
     pos_scores, pos_cpu = system.scores(positive)
@@ -127,6 +171,17 @@ def evaluate_system(system: System, positive: np.ndarray, regions: list[dict],
         "wall_s": wall, "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "model_bytes": system.model_bytes, "parameters": system.parameters, "sweep": rows,
     }
+    if confusables is not None:
+        keep = ordinary_mask(neg_scores.size, confusables)
+        plain = without_confusables(rows, neg_scores, keep, system.smoothing_hops)
+        result["without_confusables"] = {
+            "negative_hours": float(keep.sum()) * HOP_SECONDS / 3600,
+            "at_default": {k: row_at(plain, system.default_threshold)[k]
+                           for k in ("frr", "fa_per_hour", "false_accepts")},
+            "at_fa_per_hour": {str(rate): ({"frr": best["frr"], "threshold": best["threshold"],
+                                            "fa_per_hour": best["fa_per_hour"]} if best["met"] else None)
+                               for rate in REPORTED_FA_RATES
+                               for best in [recommend_threshold(plain, rate)]}}
     return result, pos_scores, neg_scores
 
 
@@ -151,7 +206,8 @@ def cascade(sentry_scores_pos: np.ndarray, sentry_scores_neg: np.ndarray, positi
     judged = JudgedDetections([(r["start_s"], r["end_s"]) for r in regions], pos_times,
                               pos_judged, neg_judged, audio_hours(negative.size))
     at = judged.at(judge_threshold)
-    return {"system": "Hark cascade", "word": sentry.word, "judge": str(judge_dir),
+    label = sentry.name.replace("Hark sentry", "Hark cascade", 1)
+    return {"system": label, "word": sentry.word, "judge": str(judge_dir),
             "sentry_threshold": threshold, "judge_threshold": judge_threshold,
             "at_default": {"frr": at["frr"], "fa_per_hour": at["fa_per_hour"],
                            "false_accepts": at["false_accepts"]},
@@ -169,9 +225,10 @@ def _frr_cell(at: dict, rate: str) -> str:
 
 
 def print_table(results: list[dict]) -> None:
-    print("| word | system | FRR @ <= 0.5 FA/h | FRR @ <= 1 FA/h | shipped threshold | FRR / FA/h at it "
-          "| CPU s per audio hour | model size | parameters |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| word | system | FRR @ <= 0.5 FA/h | FRR @ <= 1 FA/h | FRR @ <= 0.5 FA/h, confusables "
+          "left out | shipped threshold | FRR / FA/h at it | CPU s per audio hour | model size "
+          "| parameters |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         frr = partial(_frr_cell, r.get("at_fa_per_hour", {}))
         thr = (f"{r['sentry_threshold']:g} + judge {r['judge_threshold']:g}"
@@ -179,7 +236,9 @@ def print_table(results: list[dict]) -> None:
         cpu = f"{r['cpu_s_per_audio_hour']:.0f}" if "cpu_s_per_audio_hour" in r else "-"
         size = f"{r['model_bytes'] / 1024:.0f} KB" if "model_bytes" in r else "-"
         params = f"{r['parameters']:,}" if "parameters" in r else "-"
-        print(f"| {r['word']} | {r['system']} | {frr('0.5')} | {frr('1.0')} | {thr} "
+        name = r["system"] + (" (cached)" if r.get("cached") else "")
+        plain = _frr_cell((r.get("without_confusables") or {}).get("at_fa_per_hour", {}), "0.5")
+        print(f"| {r['word']} | {name} | {frr('0.5')} | {frr('1.0')} | {plain} | {thr} "
               f"| {pct(r['at_default']['frr'])} / {r['at_default']['fa_per_hour']:.2f} "
               f"| {cpu} | {size} | {params} |")
 
@@ -242,6 +301,59 @@ def plot(results: list[dict], png: Path) -> Path:
     return png
 
 
+def file_digest(paths: list[Path]) -> str:
+    """sha256 (first 16 hex digits) over the bytes of ``paths``, in order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def model_digest(folder: Path) -> str:
+    """What a model folder scores with: its ONNX graphs and its manifest (threshold, trigger)."""
+    files = sorted(folder.glob("*.onnx")) + [folder / "manifest.json"]
+    return file_digest([f for f in files if f.is_file()])
+
+
+class ResultCache:
+    """One JSON file per (word, system, model folder): the key it was scored under and the
+    result, plus cascade rows by judge."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+
+    def _path(self, word: str, name: str, where: str) -> Path:
+        slug = "".join(c if c.isalnum() else "_" for c in f"{word}__{name}").strip("_")
+        return self.root / f"{slug}__{hashlib.sha1(where.encode()).hexdigest()[:8]}.json"
+
+    def get(self, word: str, name: str, where: str, key: dict) -> dict | None:
+        """The entry for this system, if its key matches ``key`` (a None value in ``key``
+        matches anything: a model folder that is gone)."""
+        if self.root is None:
+            return None
+        path = self._path(word, name, where)
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        ok = all(v is None or entry.get("key", {}).get(k) == v for k, v in key.items())
+        return entry if ok else None
+
+    def put(self, word: str, name: str, where: str, key: dict, result: dict,
+            cascades: dict | None = None) -> None:
+        if self.root is None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        entry = {"key": key, "scored": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "result": result, "cascades": cascades or {}}
+        path = self._path(word, name, where)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entry, indent=1) + "\n")
+        tmp.replace(path)
+
+
 def _pairs(values: list[str], flag: str) -> dict[str, list[tuple[str, Path]]]:
     """WORD=DIR[@LABEL] values -> word -> [(system name, folder)], in the order given.
 
@@ -252,13 +364,20 @@ def _pairs(values: list[str], flag: str) -> dict[str, list[tuple[str, Path]]]:
     for value in values:
         word, sep, rest = value.partition("=")
         path, _, label = rest.partition("@")
-        if not sep or not Path(path).is_dir():
-            raise SystemExit(f"{flag} {value!r}: expected WORD=EXPORTED_MODEL_DIR[@LABEL] with an "
-                             f"existing folder, e.g. {flag} 'hey jarvis=hark-runs/runs/hey_jarvis/export'")
+        if not sep or not path:
+            raise SystemExit(f"{flag} {value!r}: expected WORD=EXPORTED_MODEL_DIR[@LABEL], "
+                             f"e.g. {flag} 'hey jarvis=hark-runs/runs/hey_jarvis/export'")
         models = out.setdefault(benchset.normalise_phrase(word), [])
         name = "Hark sentry" if not models else f"Hark sentry ({label or len(models) + 1})"
         models.append((name, Path(path)))
     return out
+
+
+def _package_version(peer: str) -> str | None:
+    try:
+        return f"{PEER_PACKAGES[peer]}=={importlib.metadata.version(PEER_PACKAGES[peer])}"
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
 
 
 def main() -> None:
@@ -282,6 +401,9 @@ def main() -> None:
                         help="judge threshold in the cascade row (default: the judge's shipped one); "
                              "choose it on training-side data, never on this benchmark")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="kept results, reused when the audio and model are the same")
+    parser.add_argument("--no-cache", action="store_true", help="score every system again")
     args = parser.parse_args()
     args.audio = args.audio or args.out / "audio"
     hark, judges = _pairs(args.hark, "--hark"), _pairs(args.judge, "--judge")
@@ -300,27 +422,55 @@ def main() -> None:
     if missing:
         raise SystemExit(f"error: {args.audio} holds no audio for {', '.join(missing)} (it has "
                          f"{', '.join(manifest['words'])}); rebuild with --build-audio --words ...")
+    cache = ResultCache(None if args.no_cache else args.cache)
+    confusables = benchset.confusable_spans(args.audio)
     for word in words:
         folder = args.audio / benchset.word_slug(word)
         positive, regions = load_audio(folder / benchset.POSITIVE_STREAM), benchset.regions_of(folder)
-        makers = [(name, lambda d=folder, w=word, n=name: hark_sentry(d, w, n))
-                  for name, folder in hark.get(word, [])]
-        makers += [(name, lambda f=PEERS[name], w=word: f(w)) for name in args.peers]
+        audio_key = file_digest([folder / benchset.POSITIVE_STREAM, args.audio / benchset.NEGATIVE_STREAM])
+        # the i-th --judge of a word goes with its i-th --hark model
+        word_judges = [d for _, d in judges.get(word, [])]
+        makers = [(name, str(d), {"audio": audio_key, "model": model_digest(d) if d.is_dir() else None},
+                   d.is_dir(), word_judges[i] if i < len(word_judges) else None,
+                   lambda d=d, w=word, n=name: hark_sentry(d, w, n))
+                  for i, (name, d) in enumerate(hark.get(word, []))]
+        makers += [(name, name, {"audio": audio_key, "package": _package_version(name)},
+                    True, None, lambda f=PEERS[name], w=word: f(w)) for name in args.peers]
         if word not in hark:
             skipped.append(f"{word}: Hark sentry (no --hark '{word}=DIR' given)")
-        for name, make in makers:
+        for name, where, key, present, judge, make in makers:
+            judge_key = (json.dumps({"judge": str(judge), "model": model_digest(judge),
+                                     "sentry_threshold": args.cascade_sentry_threshold,
+                                     "judge_threshold": args.cascade_judge_threshold},
+                                    sort_keys=True) if judge is not None and judge.is_dir() else None)
+            entry = cache.get(word, name, where, key)
+            if entry and (judge_key is None or judge_key in entry["cascades"]):
+                print(f"{word!r} with {entry['result']['system']}: cached result of "
+                      f"{entry['scored']} (same audio and model)", flush=True)
+                results.append({**entry["result"], "cached": entry["scored"]})
+                results.extend(entry["cascades"].values() if judge_key is None
+                               else [entry["cascades"][judge_key]])
+                continue
+            if not present:
+                skipped.append(f"{word}: {name}: {where} is not a folder and no result of it is "
+                               f"cached for this audio")
+                continue
             try:
                 system = make()
             except PeerUnavailable as exc:
                 skipped.append(f"{word}: {name}: {exc}")
                 continue
             print(f"scoring {word!r} with {system.name} ...", flush=True)
-            result, pos_scores, neg_scores = evaluate_system(system, positive, regions, negative)
+            result, pos_scores, neg_scores = evaluate_system(system, positive, regions, negative,
+                                                             confusables)
             results.append(result)
-            if system.name == "Hark sentry" and word in judges:
-                results.append(cascade(pos_scores, neg_scores, positive, negative, regions,
-                                       system, judges[word][0][1], args.cascade_sentry_threshold,
-                                       args.cascade_judge_threshold))
+            cascades = {}
+            if judge_key is not None:
+                cascades[judge_key] = cascade(pos_scores, neg_scores, positive, negative, regions,
+                                              system, judge, args.cascade_sentry_threshold,
+                                              args.cascade_judge_threshold)
+                results.append(cascades[judge_key])
+            cache.put(word, name, where, {**key, "model": key.get("model")}, result, cascades)
     print_table(results)
     print_conditions(results)
     for line in skipped:

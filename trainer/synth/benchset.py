@@ -54,6 +54,9 @@ from trainer.synth.warps import peak_normalize, pitch_shift, trim_silence
 
 MANIFEST = "manifest.json"
 NEGATIVE_STREAM = "negative_stream.wav"
+NEGATIVE_SEGMENTS = "negative_segments.json"
+"""[start_s, end_s, kind] of every segment of the negative stream: "sentence", "confusable"
+or a background kind."""
 POSITIVE_STREAM = "positive_stream.wav"
 REGIONS = "regions.json"
 
@@ -251,12 +254,14 @@ def _negative_text(kind: str, rng: np.random.Generator, words: list[str]) -> str
 
 def build_negative_stream(path: Path, voices: list[str], words: list[str], minutes: float,
                           rng: np.random.Generator, progress: bool) -> dict:
-    """Write the shared negative stream; returns its duration and segment counts."""
+    """Write the shared negative stream and, beside it, NEGATIVE_SEGMENTS (every segment's
+    [start_s, end_s, kind]); returns its duration and segment counts."""
     target = int(minutes * 60 * SAMPLE_RATE)
     kinds, weights = list(SEGMENT_WEIGHTS), np.array(list(SEGMENT_WEIGHTS.values()))
     pieces: list[np.ndarray] = []
     recent: list[str] = []
     counts: Counter = Counter()
+    spans: list[list] = []
     total = 0
     bar = tqdm(total=round(minutes * 60), desc="negative stream", unit="s", disable=not progress)
     while total < target:
@@ -285,12 +290,15 @@ def build_negative_stream(path: Path, voices: list[str], words: list[str], minut
             counts[kind] += 1
             recent.append(text)
         pause = np.zeros(int(rng.uniform(*NEGATIVE_PAUSE_S) * SAMPLE_RATE), np.float32)
+        spans.append([round(total / SAMPLE_RATE, 3), round((total + audio.size) / SAMPLE_RATE, 3),
+                      kind if kind != "background" else bg])
         pieces += [audio.astype(np.float32), pause]
         total += audio.size + pause.size
         bar.update(min(round(total / SAMPLE_RATE), bar.total) - bar.n)
     bar.close()
     stream = _add_floor(np.concatenate(pieces), rng)
     write_wav(path, stream)
+    (path.parent / NEGATIVE_SEGMENTS).write_text(json.dumps(spans), encoding="utf-8")
     return {"negative_stream_seconds": round(stream.size / SAMPLE_RATE, 2), "segments": dict(counts)}
 
 
@@ -332,6 +340,16 @@ def load_benchset(out: str | Path) -> dict:
         raise TrainerError(f"{path}: no benchmark audio there; build it with "
                            "`python benchmarks/peers.py --build-audio --out DIR`")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def confusable_spans(out: str | Path) -> list[tuple[float, float]] | None:
+    """(start_s, end_s) of the confusable phrases in the negative stream; None for audio
+    built before the segments were recorded."""
+    path = Path(out) / NEGATIVE_SEGMENTS
+    if not path.is_file():
+        return None
+    return [(float(a), float(b)) for a, b, kind in json.loads(path.read_text(encoding="utf-8"))
+            if kind == "confusable"]
 
 
 def regions_of(folder: Path) -> list[dict]:

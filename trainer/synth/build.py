@@ -328,19 +328,27 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
         (out / label).mkdir(parents=True, exist_ok=True)
 
 
-def _reuse_clips(plan: Plan, source: Path, progress: bool) -> list[_Job]:
-    """Link the clips whose job is the same in ``source``'s plan; returns the others."""
-    manifest = read_manifest(source)
-    if manifest.get("phrase") != plan.phrase or not isinstance(manifest.get("config"), dict):
-        raise TrainerError(f"{source}: not a dataset synthesized for {plan.phrase!r}; "
-                           "cannot reuse its clips")
+def synth_config_of(dataset: str | Path) -> SynthConfig:
+    """The SynthConfig a dataset was synthesized with, from its manifest (fields this code
+    does not know are ignored; fields it added since take their defaults)."""
+    manifest = read_manifest(Path(dataset))
+    if not isinstance(manifest.get("config"), dict):
+        raise TrainerError(f"{dataset}: its manifest records no synthesis config (not made by "
+                           "`hark synth`)")
     fields = {f.name for f in dataclasses.fields(SynthConfig)}
     try:
-        config = SynthConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in manifest["config"].items() if k in fields})
+        return SynthConfig(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in manifest["config"].items() if k in fields})
     except TypeError as exc:
-        raise TrainerError(f"{source}: its manifest's config is not readable ({exc})") from exc
-    theirs = {j.rel: j for j in plan_dataset(plan.phrase, config).jobs}
+        raise TrainerError(f"{dataset}: its manifest's config is not readable ({exc})") from exc
+
+
+def _reuse_clips(plan: Plan, source: Path, progress: bool) -> list[_Job]:
+    """Link the clips whose job is the same in ``source``'s plan; returns the others."""
+    if read_manifest(source).get("phrase") != plan.phrase:
+        raise TrainerError(f"{source}: not a dataset synthesized for {plan.phrase!r}; "
+                           "cannot reuse its clips")
+    theirs = {j.rel: j for j in plan_dataset(plan.phrase, synth_config_of(source)).jobs}
     left = []
     for job in plan.jobs:
         other = theirs.get(job.rel)

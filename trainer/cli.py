@@ -83,23 +83,32 @@ def main(verbose: bool) -> None:
 @click.option("--eval-minutes", type=click.FloatRange(min=0.5), default=EVAL_MINUTES, show_default=True,
               help="Minutes of continuous negative audio in each eval set (FA/h resolution).")
 @click.option("--seed", type=int, default=SEED, show_default=True)
-@click.option("--engine", "engines", type=click.Choice(["espeak", "dectalk", "pico"]), multiple=True,
+@click.option("--engine", "engines", type=click.Choice(["espeak", "dectalk", "pico", "kokoro"]),
+              multiple=True,
               help="Speech engines to use (repeat the option; espeak is always one). Default: "
                    "espeak and, where installed, DECtalk (scripts/install_dectalk.sh) and "
-                   "SVOX Pico (the pico extra).")
+                   "SVOX Pico (the pico extra). kokoro (neural, the kokoro extra) is off unless "
+                   "named or given a --kokoro-share.")
+@click.option("--kokoro-share", type=click.FloatRange(0.0, 0.6), default=None,
+              help="Share of the speech Kokoro-82M says (default 0; 0.15 when --engine kokoro "
+                   "is named).")
+@click.option("--sentence-share", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Share of positives and phonetic neighbours said at the end of a sentence "
+                   "(default 0).")
 @click.option("--licence-clean", "--license-clean", "licence_clean", is_flag=True,
               help="Only engines whose licences allow commercial use of their output "
                    "(espeak-ng, SVOX Pico); leaves DECtalk (licence unclear) out.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset folder.")
 @_fail_cleanly
 def synth(phrase: str, out: Path, positives, negatives, neighbours, with_eval: bool,
-          eval_minutes: float, seed: int, engines: tuple[str, ...], licence_clean: bool,
-          overwrite: bool) -> None:
+          eval_minutes: float, seed: int, engines: tuple[str, ...], kokoro_share,
+          sentence_share, licence_clean: bool, overwrite: bool) -> None:
     """Synthesize a training dataset for PHRASE with espeak-ng, DECtalk and Pico voices."""
     from .pipeline import synth_all
     synth_all(phrase, out, positives=positives, negatives=negatives, neighbours=neighbours,
               with_eval=with_eval, eval_minutes=eval_minutes, seed=seed, overwrite=overwrite,
-              engines=engines or None, licence_clean=licence_clean)
+              engines=engines or None, licence_clean=licence_clean, kokoro_share=kokoro_share,
+              sentence_share=sentence_share)
 
 
 @main.command(name="synth-stream")

@@ -35,13 +35,21 @@ DEMO_PHRASES = 6
 """Wake words embedded in the generated demo recording."""
 
 
+KOKORO_NAMED_SHARE = 0.15
+"""Kokoro's share of the speech when `--engine kokoro` is named without `--kokoro-share`."""
+
+
 def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives: int | None = None,
               neighbours: int | None = None, with_eval: bool = True, eval_minutes: float = 60.0,
               seed: int = 0, overwrite: bool = False, progress: bool = True,
-              engines: tuple[str, ...] | None = None, licence_clean: bool = False) -> dict[str, Any]:
+              engines: tuple[str, ...] | None = None, licence_clean: bool = False,
+              kokoro_share: float | None = None,
+              sentence_share: float | None = None) -> dict[str, Any]:
     """Synthesize the dataset (and its eval sets). ``engines`` names the speech engines; None
     means espeak plus DECtalk and Pico where installed, while naming one requires it.
-    ``licence_clean``: only engines whose licences allow commercial use of their output."""
+    ``licence_clean``: only engines whose licences allow commercial use of their output.
+    ``kokoro_share`` (default 0, or KOKORO_NAMED_SHARE when ``engines`` names kokoro) and
+    ``sentence_share``: see SynthConfig."""
     from .provenance import ENGINES, LICENCE_CLEAN_ENGINES
     from .synth.build import SynthConfig, engine_missing, synthesize_dataset
     from .synth.evalsets import synthesize_eval_sets
@@ -59,6 +67,16 @@ def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives
             if missing:
                 raise TrainerError(f"--engine {engine}: {missing[0]}. Fix: {missing[1]}, or "
                                    f"leave out --engine {engine}")
+    if kokoro_share is None and engines is not None and "kokoro" in engines:
+        kokoro_share = KOKORO_NAMED_SHARE
+    if kokoro_share:
+        missing = engine_missing("kokoro")
+        if missing:
+            raise TrainerError(f"Kokoro asked for (share {kokoro_share:g}): {missing[0]}. Fix: "
+                               f"{missing[1]}")
+        settings.kokoro_share = kokoro_share
+    if sentence_share is not None:
+        settings.sentence_share = sentence_share
     for name, value in (("n_positive", positives), ("n_negative_speech", negatives),
                         ("n_neighbour", neighbours)):
         if value is not None:

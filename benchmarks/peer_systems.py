@@ -14,6 +14,11 @@ the same trigger logic and threshold sweep (trainer.evaluate.sweep) over every s
   `sliding_window_size` probabilities; a hop's score is the highest mean inside it, since
   the package fires as soon as any mean passes its cutoff.
 
+- Hark (TFLite Micro): the `hark export-esphome` files run as the chip runs them: the same
+  frontend (pymicro-features) and ESPHome's int8 mapping, PyPI tflite-micro, and ESPHome's
+  own rule (mean of the last `sliding_window_size` probabilities against
+  `probability_cutoff`); a hop's score is the highest mean inside it, as for microWakeWord.
+
 The peers are optional benchmark dependencies: a missing one raises PeerUnavailable with
 the command that installs it.
 """
@@ -21,7 +26,9 @@ the command that installs it.
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
+from collections import deque
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -278,6 +285,49 @@ def microwakeword(word: str) -> System:
                   tflite_parameters(path), score_hop, reset,
                   notes=f"{path.name} int8; front end is C code (no model file); "
                         f"mean of {ww.sliding_window_size} probabilities inside the package")
+
+
+def hark_tflm(manifest_path: Path, word: str, name: str = "Hark (TFLite Micro)") -> System:
+    """Hark's ESPHome export (NAME.json + NAME.tflite) in TFLite Micro, decided as ESPHome does."""
+    try:
+        from trainer.micro.features import StreamingFrontend, quantize, to_int16
+        from trainer.micro.tflm import MicroModel
+    except ImportError as exc:
+        raise PeerUnavailable(f"the ESPHome path needs the esphome extra ({exc}): "
+                              "pip install 'hark-wakeword[esphome]'") from exc
+    try:
+        manifest = json.loads(Path(manifest_path).read_text())
+        micro = manifest["micro"]
+        tflite = Path(manifest_path).parent / manifest["model"]
+        flatbuffer = tflite.read_bytes()
+    except (OSError, ValueError, KeyError) as exc:
+        raise PeerUnavailable(f"{manifest_path}: not an ESPHome micro manifest with its model "
+                              f"({exc}); make one with `hark export-esphome RUN_DIR`") from exc
+    if str(manifest.get("wake_word", "")).lower() != word:
+        raise PeerUnavailable(f"{manifest_path} is a model for {manifest.get('wake_word')!r}, "
+                              f"not {word!r}")
+    window = int(micro["sliding_window_size"])
+    state: dict = {}
+
+    def reset() -> None:
+        state["model"] = MicroModel(flatbuffer, int(micro["tensor_arena_size"]) + 4096)
+        state["frontend"] = StreamingFrontend()
+        state["window"] = deque([0] * window, maxlen=window)
+
+    def score_hop(chunk: np.ndarray) -> float:
+        probs = state["model"].feed(quantize(state["frontend"].process(to_int16(chunk))))
+        best, recent = 0.0, state["window"]
+        for p in probs:
+            recent.append(int(p))
+            best = max(best, sum(recent) / (255.0 * window))
+        return best
+
+    reset()
+    return System(name, word, float(micro["probability_cutoff"]), 1, tflite.stat().st_size,
+                  tflite_parameters(tflite), score_hop, reset,
+                  notes=f"{tflite.name} int8 in TFLite Micro, tensor arena "
+                        f"{micro['tensor_arena_size']} B; front end is C code (no model file); "
+                        f"mean of {window} probabilities (ESPHome's rule)")
 
 
 PEERS = {"openwakeword": openwakeword, "microwakeword": microwakeword}

@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # peer_systems sits next to this file
 
-from peer_systems import PEERS, PeerUnavailable, System, hark_sentry
+from peer_systems import PEERS, PeerUnavailable, System, hark_sentry, hark_tflm
 
 from sentry.postprocess import HOP_SECONDS, TriggerSettings, detect, detect_hops, smooth
 from trainer.audio import load_audio
@@ -68,7 +68,8 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "peers"
 DEFAULT_WORDS = ("hey jarvis", "alexa")
 DEFAULT_CACHE = Path(__file__).resolve().parent / "results" / "peers"
 PEER_PACKAGES = {"openwakeword": "pyopen-wakeword", "microwakeword": "pymicro-wakeword"}
-COLOURS = {"Hark sentry": "C0", "openWakeWord": "C1", "microWakeWord": "C2", "Hark cascade": "C3"}
+COLOURS = {"Hark sentry": "C0", "openWakeWord": "C1", "microWakeWord": "C2", "Hark cascade": "C3",
+           "Hark (TFLite Micro)": "C4"}
 """One colour per system on every panel of the DET plot."""
 
 
@@ -393,6 +394,9 @@ def main() -> None:
     parser.add_argument("--hark", action="append", default=[], metavar="WORD=DIR[@LABEL]",
                         help="Hark exported model for a word (repeat per word; repeat a word for "
                              "more training runs, shown as 'Hark sentry (LABEL)')")
+    parser.add_argument("--tflm", action="append", default=[], metavar="WORD=NAME.json[@LABEL]",
+                        help="Hark's ESPHome export (hark export-esphome), run in TFLite Micro "
+                             "as the chip runs it (needs the esphome extra)")
     parser.add_argument("--judge", action="append", default=[], metavar="WORD=DIR",
                         help="judge model for the cascade row of a word (optional)")
     parser.add_argument("--cascade-sentry-threshold", type=float, default=None,
@@ -407,6 +411,7 @@ def main() -> None:
     args = parser.parse_args()
     args.audio = args.audio or args.out / "audio"
     hark, judges = _pairs(args.hark, "--hark"), _pairs(args.judge, "--judge")
+    tflm = _pairs(args.tflm, "--tflm")
 
     try:
         manifest = build_audio(args) if args.build_audio else benchset.load_benchset(args.audio)
@@ -434,6 +439,12 @@ def main() -> None:
                    d.is_dir(), word_judges[i] if i < len(word_judges) else None,
                    lambda d=d, w=word, n=name: hark_sentry(d, w, n))
                   for i, (name, d) in enumerate(hark.get(word, []))]
+        for i, (name, path) in enumerate(tflm.get(word, [])):
+            label = name.replace("Hark sentry", "Hark (TFLite Micro)", 1)
+            files = [path, path.with_suffix(".tflite")]
+            makers.append((label, str(path), {"audio": audio_key, "model": file_digest(files)
+                                              if all(f.is_file() for f in files) else None},
+                           path.is_file(), None, lambda p=path, w=word, n=label: hark_tflm(p, w, n)))
         makers += [(name, name, {"audio": audio_key, "package": _package_version(name)},
                     True, None, lambda f=PEERS[name], w=word: f(w)) for name in args.peers]
         if word not in hark:

@@ -242,3 +242,31 @@ def test_false_accepts_on_confusables_can_be_left_out():
     (row,) = peers.without_confusables(rows, neg, keep, smoothing_hops=1)
     assert row["false_accepts"] == 1 and row["frr"] == 0.1
     assert row["fa_per_hour"] == pytest.approx(1 / (keep.sum() * 0.08 / 3600))
+
+
+def test_the_esphome_path_scores_microwakewords_own_model_as_its_package_does():
+    """Hark's TFLite Micro system (frontend, ESPHome's int8 mapping, tflite-micro, ESPHome's
+    sliding mean) run on microWakeWord's own hey_jarvis files gives nearly the scores of
+    pymicro-wakeword's own runtime. Not exactly: that package quantizes the features from
+    floats and reads a probability as q / 256, where ESPHome maps the frontend's integers and
+    compares q / 255 (what this path does)."""
+    pytest.importorskip("tflite_micro")
+    pytest.importorskip("pymicro_features")
+    mww = pytest.importorskip("pymicro_wakeword")
+    from pathlib import Path
+
+    from trainer.synth.heldout import list_heldout_voices, synthesize_heldout
+
+    voice = list_heldout_voices()[0]
+    speech = synthesize_heldout("hey jarvis, turn on the lights", voice)
+    pcm = np.concatenate([np.zeros(SAMPLE_RATE, np.float32), speech / np.abs(speech).max() * 0.5,
+                          np.zeros(SAMPLE_RATE, np.float32)])
+    ours = peer_systems.hark_tflm(Path(mww.__file__).parent / "models" / "hey_jarvis.json",
+                                  "hey jarvis")
+    theirs = peer_systems.microwakeword("hey jarvis")
+    assert ours.default_threshold == theirs.default_threshold == 0.97
+    a, _ = ours.scores(pcm)
+    b, _ = theirs.scores(pcm)
+    assert a.shape == b.shape and a.max() > 0.9  # it heard the wake word
+    np.testing.assert_allclose(a, b * 256 / 255, atol=0.05)
+    assert np.corrcoef(a, b)[0, 1] > 0.99

@@ -32,7 +32,7 @@ from torch import nn
 
 from sentry.files import atomic_write
 
-from ..config import Config, load_config
+from ..config import Config, TrainConfig, load_config
 from ..data import WindowSampler, load_pools, open_dataset
 from ..hookspecs import AugmentContext, AugmentState
 from ..plugins import PluginManager
@@ -51,14 +51,19 @@ LEFT_OUT = ("mel_warp",)
 """Augmentations of the main chain not used here (see the module docstring)."""
 
 
+_MAIN = TrainConfig()
+
+
 @dataclass(frozen=True)
 class MicroTrainConfig:
+    """The micro student's training; the optimiser's defaults are the main trainer's."""
+
     epochs: int = 6
-    batch_size: int = 128
-    lr: float = 3e-3
-    weight_decay: float = 1e-3
-    label_smoothing: float = 0.05
-    seed: int = 1234
+    batch_size: int = _MAIN.batch_size
+    lr: float = _MAIN.lr
+    weight_decay: float = _MAIN.weight_decay
+    label_smoothing: float = _MAIN.label_smoothing
+    seed: int = _MAIN.seed
     threads: int = 1
     """torch threads; the frontend runs in this process on one core either way."""
     max_batches: int = 0

@@ -94,7 +94,7 @@ def main(verbose: bool) -> None:
                    "is named).")
 @click.option("--sentence-share", type=click.FloatRange(0.0, 1.0), default=None,
               help="Share of positives and phonetic neighbours said at the end of a sentence "
-                   "(default 0).")
+                   "(default 0.3).")
 @click.option("--licence-clean", "--license-clean", "licence_clean", is_flag=True,
               help="Only engines whose licences allow commercial use of their output "
                    "(espeak-ng, SVOX Pico); leaves DECtalk (licence unclear) out.")

@@ -15,7 +15,7 @@ from trainer.synth.text import contains_phrase
 
 PHRASE = "hey jarvis"
 SMALL = dict(n_positive=40, n_negative_speech=10, n_neighbour=40, background_files=1,
-             background_seconds=1.0, workers=1, engines=("espeak",))
+             background_seconds=1.0, workers=1, engines=("espeak",), sentence_share=0.0)
 
 
 def test_in_sentence_puts_a_sentence_before_about_the_share_and_never_an_earlier_phrase():
@@ -38,7 +38,7 @@ def test_in_sentence_puts_a_sentence_before_about_the_share_and_never_an_earlier
 
 def test_a_sentence_share_changes_only_the_chosen_texts_of_the_same_clips():
     plain = plan_dataset(PHRASE, SynthConfig(**SMALL)).jobs
-    mixed = plan_dataset(PHRASE, SynthConfig(**SMALL, sentence_share=0.5)).jobs
+    mixed = plan_dataset(PHRASE, SynthConfig(**{**SMALL, "sentence_share": 0.5})).jobs
     assert [j.rel for j in plain] == [j.rel for j in mixed]
     changed = {j.label for a, j in zip(plain, mixed) if a.text != j.text}
     assert changed == {"positive", "hard_negative"}  # ordinary sentences stay as they were
@@ -51,7 +51,7 @@ def test_a_sentence_share_changes_only_the_chosen_texts_of_the_same_clips():
 
 def test_in_sentence_clips_end_with_the_phrase_and_are_short_and_reuse_links_the_rest(tmp_path):
     base = synthesize_dataset(PHRASE, tmp_path / "base", SynthConfig(**SMALL), progress=False)
-    mixed = synthesize_dataset(PHRASE, tmp_path / "mixed", SynthConfig(**SMALL, sentence_share=0.5),
+    mixed = synthesize_dataset(PHRASE, tmp_path / "mixed", SynthConfig(**{**SMALL, "sentence_share": 0.5}),
                                progress=False, reuse=base.root)
     plain_texts = {c.path.name: c.text for c in base.clips}
     relinked = rendered = 0
@@ -67,7 +67,7 @@ def test_in_sentence_clips_end_with_the_phrase_and_are_short_and_reuse_links_the
             rendered += 1
     assert relinked and rendered
     # a clip rendered from scratch with the same plan is the same bytes as a reused one
-    fresh = synthesize_dataset(PHRASE, tmp_path / "fresh", SynthConfig(**SMALL, sentence_share=0.5),
+    fresh = synthesize_dataset(PHRASE, tmp_path / "fresh", SynthConfig(**{**SMALL, "sentence_share": 0.5}),
                                progress=False)
     for clip in fresh.clips:
         other = mixed.root / clip.path.relative_to(fresh.root)
@@ -79,6 +79,20 @@ def test_reuse_refuses_another_phrase(tmp_path):
     with pytest.raises(TrainerError, match="not a dataset synthesized for 'hey jarvis'"):
         synthesize_dataset(PHRASE, tmp_path / "x", SynthConfig(**SMALL), progress=False,
                            reuse=base.root)
+
+
+def test_an_old_manifest_without_the_field_means_no_sentences(tmp_path):
+    import json
+
+    from trainer.synth.build import synth_config_of
+
+    base = synthesize_dataset(PHRASE, tmp_path / "base", SynthConfig(**SMALL), progress=False)
+    manifest = json.loads((base.root / "manifest.json").read_text())
+    del manifest["config"]["sentence_share"], manifest["config"]["kokoro_share"]
+    (base.root / "manifest.json").write_text(json.dumps(manifest))
+    config = synth_config_of(base.root)
+    assert config.sentence_share == 0.0 and config.kokoro_share == 0.0
+    assert SynthConfig().sentence_share == 0.3  # the default now
 
 
 def test_sentence_share_is_checked():

@@ -374,6 +374,15 @@ def _pairs(values: list[str], flag: str) -> dict[str, list[tuple[str, Path]]]:
     return out
 
 
+def cascade_sentry_threshold(judge_dir: Path | None) -> float | None:
+    """The sentry threshold `hark run` chose for the cascade (the judge manifest's
+    metrics["cascade"]), or None (then the sentry's shipped threshold is used)."""
+    if judge_dir is None or not (judge_dir / "manifest.json").is_file():
+        return None
+    cascade_info = json.loads((judge_dir / "manifest.json").read_text()).get("metrics", {}).get("cascade")
+    return float(cascade_info["sentry_threshold"]) if cascade_info else None
+
+
 def _package_version(peer: str) -> str | None:
     try:
         return f"{PEER_PACKAGES[peer]}=={importlib.metadata.version(PEER_PACKAGES[peer])}"
@@ -400,7 +409,8 @@ def main() -> None:
     parser.add_argument("--judge", action="append", default=[], metavar="WORD=DIR",
                         help="judge model for the cascade row of a word (optional)")
     parser.add_argument("--cascade-sentry-threshold", type=float, default=None,
-                        help="sentry threshold in the cascade row (default: the sentry's shipped one)")
+                        help="sentry threshold in the cascade row (default: the one `hark run` chose "
+                             "for the cascade, in the judge's manifest; else the sentry's shipped one)")
     parser.add_argument("--cascade-judge-threshold", type=float, default=None,
                         help="judge threshold in the cascade row (default: the judge's shipped one); "
                              "choose it on training-side data, never on this benchmark")
@@ -450,8 +460,10 @@ def main() -> None:
         if word not in hark:
             skipped.append(f"{word}: Hark sentry (no --hark '{word}=DIR' given)")
         for name, where, key, present, judge, make in makers:
+            sentry_at = (args.cascade_sentry_threshold if args.cascade_sentry_threshold is not None
+                         else cascade_sentry_threshold(judge))
             judge_key = (json.dumps({"judge": str(judge), "model": model_digest(judge),
-                                     "sentry_threshold": args.cascade_sentry_threshold,
+                                     "sentry_threshold": sentry_at,
                                      "judge_threshold": args.cascade_judge_threshold},
                                     sort_keys=True) if judge is not None and judge.is_dir() else None)
             entry = cache.get(word, name, where, key)
@@ -478,8 +490,7 @@ def main() -> None:
             cascades = {}
             if judge_key is not None:
                 cascades[judge_key] = cascade(pos_scores, neg_scores, positive, negative, regions,
-                                              system, judge, args.cascade_sentry_threshold,
-                                              args.cascade_judge_threshold)
+                                              system, judge, sentry_at, args.cascade_judge_threshold)
                 results.append(cascades[judge_key])
             cache.put(word, name, where, {**key, "model": key.get("model")}, result, cascades)
     print_table(results)

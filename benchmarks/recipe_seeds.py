@@ -11,7 +11,7 @@ the same code as `hark run`) in WORKDIR/<phrase>/s<SEED> on a hard-linked copy o
 each other's mined clips), so all seeds of a phrase are measured on the same eval sets.
 
 Resumable: one result file per run (RESULTS/<phrase>_<recipe>_s<SEED>.json, by default
-benchmarks/results/recipe_seeds/, kept in the repository so a table can be built over several
+benchmarks/results/recipe_seeds/sentence0.3/, kept in the repository so a table can be built over several
 sessions on machines that do not keep WORKDIR); a run whose file exists is skipped, an
 interrupted one resumes where `hark run` stopped. The table
 (mean, min and max over seeds of every eval set's FRR at <= 0.5 FA/h and of FRR / FA/h at
@@ -35,7 +35,9 @@ from trainer.pipeline import QUICK, Recipe, run_all, synth_all
 from trainer.synth.text import normalise_phrase
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "recipe_seeds.json"
-DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "recipe_seeds"
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "recipe_seeds" / "sentence0.3"
+"""Runs of the current default (30% of positives and neighbours after a sentence);
+results/recipe_seeds/no_sentences/ holds runs on data made before sentence_share."""
 
 
 def base_dataset(workdir: Path, phrase: str) -> Path:

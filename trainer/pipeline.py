@@ -75,6 +75,7 @@ def synth_all(phrase: str, out: Path, *, positives: int | None = None, negatives
             raise TrainerError(f"Kokoro asked for (share {kokoro_share:g}): {missing[0]}. Fix: "
                                f"{missing[1]}")
         settings.kokoro_share = kokoro_share
+        settings.engines = tuple(dict.fromkeys((*settings.engines, "kokoro")))
     if sentence_share is not None:
         settings.sentence_share = sentence_share
     for name, value in (("n_positive", positives), ("n_negative_speech", negatives),

@@ -45,6 +45,8 @@ from trainer.synth.text import contains_phrase, normalise_phrase, ordinary_sente
 from trainer.synth.warps import peak_normalize, random_warp, trim_silence
 
 ENGINES = ("espeak", "dectalk", "pico", "kokoro")
+DEFAULT_ENGINES = ("espeak", "dectalk", "pico")
+"""Kokoro is opt-in (named, with a share): it is not in the default mix until measured."""
 PARALLEL_MIN_JOBS = 400
 """Below this many clips, starting worker processes costs more than it saves."""
 PEAK_RANGE = (0.3, 0.95)
@@ -89,8 +91,9 @@ class SynthConfig:
     pitch: tuple[int, int] = (20, 80)
     pitch_range: tuple[int, int] = (20, 90)
     workers: int = 2
-    engines: tuple[str, ...] = ENGINES
-    """Synthesizers to use; DECtalk and Pico are skipped (with a message) where not installed."""
+    engines: tuple[str, ...] = DEFAULT_ENGINES
+    """Synthesizers to use; DECtalk and Pico are skipped (with a message) where not installed;
+    kokoro joins only when named here (and given a ``kokoro_share``)."""
     dectalk_share: float = 0.25
     """Fraction of speech clips spoken by DECtalk when it is used."""
     pico_share: float = 0.15

@@ -65,7 +65,7 @@ def test_dataset_manifest_lists_engines_with_licences_and_counts(datasets):
 
 def test_licence_clean_synthesis_uses_only_engines_whose_output_may_be_sold(datasets):
     clean = datasets[True]
-    assert set(LICENCE_CLEAN_ENGINES) == {"espeak", "pico"}
+    assert set(LICENCE_CLEAN_ENGINES) == {"espeak", "pico", "kokoro"}  # kokoro: Apache-2.0 + MIT
     assert {c.engine for c in clean.clips if c.label != "background"} <= set(LICENCE_CLEAN_ENGINES)
     p = _provenance(clean)
     assert p["licence_clean"] is True and "dectalk" not in {e["engine"] for e in p["engines"]}
@@ -152,12 +152,12 @@ def test_card_of_a_folder_exported_before_provenance():
 
 def test_an_engine_without_a_recorded_licence_is_marked_unknown_not_clean():
     from trainer.provenance import dataset_provenance
-    clips = [{"engine": "espeak", "voice": "en-us+m3"}, {"engine": "kokoro", "voice": "kokoro:a"},
-             {"engine": "kokoro", "voice": "kokoro:b"}, {"engine": "synthetic", "voice": ""}]
+    clips = [{"engine": "espeak", "voice": "en-us+m3"}, {"engine": "newtts", "voice": "newtts:a"},
+             {"engine": "newtts", "voice": "newtts:b"}, {"engine": "synthetic", "voice": ""}]
     p = dataset_provenance(clips, babble_voices=1, licence_clean=False)
-    assert [(e["engine"], e["voices"], e["clips"]) for e in p["engines"]] == [("espeak", 1, 1), ("kokoro", 2, 2)]
+    assert [(e["engine"], e["voices"], e["clips"]) for e in p["engines"]] == [("espeak", 1, 1), ("newtts", 2, 2)]
     assert p["engines"][1]["licence"] == "unknown" and p["engines"][1]["commercial_output"] is None
-    assert p["commercial_use"].startswith("unclear: kokoro") and "kokoro" not in LICENCE_CLEAN_ENGINES
+    assert p["commercial_use"].startswith("unclear: newtts") and "newtts" not in LICENCE_CLEAN_ENGINES
 
 
 def test_cli_licence_clean_with_dectalk_is_a_clear_error(tmp_path):

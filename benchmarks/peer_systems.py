@@ -28,8 +28,8 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections import deque
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

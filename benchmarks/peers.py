@@ -492,7 +492,7 @@ def main() -> None:
                 cascades[judge_key] = cascade(pos_scores, neg_scores, positive, negative, regions,
                                               system, judge, sentry_at, args.cascade_judge_threshold)
                 results.append(cascades[judge_key])
-            cache.put(word, name, where, {**key, "model": key.get("model")}, result, cascades)
+            cache.put(word, name, where, key, result, cascades)
     print_table(results)
     print_conditions(results)
     for line in skipped:

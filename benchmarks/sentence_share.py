@@ -27,10 +27,9 @@ import shutil
 import time
 from pathlib import Path
 
-from trainer.config import load_config
 from trainer.export import export_run
 from trainer.loop import LAST, train
-from trainer.pipeline import Recipe, evaluate_and_report
+from trainer.pipeline import Recipe, evaluate_and_report, round1_config
 from trainer.plugins import PluginManager
 from trainer.synth.build import synth_config_of, synthesize_dataset
 from trainer.synth.text import normalise_phrase
@@ -53,8 +52,7 @@ def variant_dataset(base: Path, out: Path, share: float) -> Path:
 def round1(phrase: str, data: Path, run: Path, seed: int) -> Path:
     """Round 1 of the main job (its epochs and seed), trained in `run` unless exported there."""
     if not (run / "export" / "manifest.json").is_file():
-        config = load_config(None, {"wake_word": phrase, "data.dataset": str(data),
-                                    "train.epochs": Recipe().round1_epochs, "train.seed": seed + 1})
+        config = round1_config(Recipe(), None, {"wake_word": phrase, "data.dataset": str(data)}, seed)
         plugins = PluginManager()
         train(config, run, resume=(run / LAST).is_file(), progress=False, plugins=plugins)
         export_run(run, plugins=plugins)

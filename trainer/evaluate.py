@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -284,7 +284,7 @@ class SetReport:
     same model and set need not stream the audio again; not written to the report."""
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = asdict(replace(self, scores=None))  # the kept scores stay out of the report
         out.pop("scores")
         out["settings"] = asdict(self.settings)
         return out

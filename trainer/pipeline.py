@@ -247,6 +247,15 @@ QUICK = Recipe(name="quick")
 TRAINING_FIELDS = ("name", "round1_epochs", "mine_minutes", "mine_stream_minutes", "mine_threshold")
 
 
+def round1_config(recipe: Recipe, config_path: Path | None, overrides: dict[str, Any],
+                  seed: int):
+    """Round 1's training config: the run's (``overrides`` on ``config_path``) with the
+    recipe's round-1 epochs and the training seed + 1, so the two rounds start apart."""
+    from .config import load_config
+    return load_config(config_path, {**overrides, "train.epochs": recipe.round1_epochs,
+                                     "train.seed": seed + 1})
+
+
 def _claim_run_dir(run_dir: Path, recipe: Recipe) -> None:
     """Record the recipe in a new run folder; refuse one another recipe trained."""
     from .loop import LAST
@@ -413,9 +422,9 @@ def run_all(phrase: str, workdir: Path, *, config_path: Path | None = None, fres
     if recipe.mined:
         first_dir = run_dir / "round1"
         begin("train round 1", f"training round 1 ({recipe.round1_epochs} epochs) in {first_dir}")
-        first = load_config(config_path, {"wake_word": phrase, "data.dataset": str(data_dir),
-                                          **(overrides or {}), "train.epochs": recipe.round1_epochs,
-                                          "train.seed": config.train.seed + 1})
+        first = round1_config(recipe, config_path, {"wake_word": phrase,
+                                                    "data.dataset": str(data_dir),
+                                                    **(overrides or {})}, config.train.seed)
         if (first_dir / "export" / "manifest.json").is_file():
             print(f"   reusing round 1 ({first_dir / 'export'})")
         else:

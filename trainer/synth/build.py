@@ -466,10 +466,9 @@ def synthesize_dataset(phrase: str, out: str | Path, config: SynthConfig | None 
     _prepare_folder(out, overwrite)
     for job in jobs:
         job.out = out / job.rel
-    if reuse is not None:
-        jobs = _reuse_clips(plan, Path(reuse).expanduser().resolve(), progress)
-    _run_jobs(jobs, config.workers, progress)
-    jobs = plan.jobs
+    to_render = jobs if reuse is None else _reuse_clips(plan, Path(reuse).expanduser().resolve(),
+                                                        progress)
+    _run_jobs(to_render, config.workers, progress)
     clips = [{"path": j.rel, "label": j.label, "split": j.split, "voice": j.voice,
               "engine": "synthetic" if j.background else _engine_of(j.voice),
               "text": j.background or j.text} for j in jobs]

@@ -190,6 +190,9 @@ def _load() -> _Engine:
     lib.espeak_Synchronize.restype = ctypes.c_int
     lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
     lib.espeak_ng_SetRandSeed.restype = None
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
+                                          ctypes.c_int]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
     rate = lib.espeak_Initialize(
         _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data_path.encode(), _INITIALIZE_DONT_EXIT
     )
@@ -289,9 +292,6 @@ def phonemize(text: str, voice: str = "en-us") -> str:
     with _lock:
         engine = _load()
         lib = engine.lib
-        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
-                                              ctypes.c_int]
-        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
             raise TrainerError(f"espeak does not know the voice {voice!r}; use e.g. 'en-us'")
         engine.spoken = True  # translator state changes too: reload before the next call
